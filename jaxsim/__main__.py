@@ -1,0 +1,5 @@
+import sys
+
+from jaxsim.cli import main
+
+sys.exit(main())
