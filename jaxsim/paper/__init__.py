@@ -1,0 +1,1 @@
+"""The paper's figures (Wen & Jia), one module per figure, each with ``reproduce(out_dir)``."""

@@ -1,0 +1,1 @@
+"""Figures: one module per topic, matplotlib with the Agg backend."""
