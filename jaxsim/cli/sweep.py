@@ -1,0 +1,86 @@
+"""``jaxsim sweep SPEC --out STORE.zarr``: run (or resume) a parameter grid into a zarr store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EPILOG = """\
+examples:
+  jaxsim sweep sweeps/default.toml --out default.zarr          # run, or resume after a kill
+  jaxsim sweep default --out default.zarr --overwrite          # start again
+  jaxsim sweep sweeps/paper_fig3.toml --out fig3.zarr --chunk 256
+  jaxsim sweep default --out part.zarr --limit-points 20000    # stop early; rerun to finish
+  srun jaxsim sweep sweeps/gpu_large.toml --out /scratch/large.zarr --distributed
+
+The store opens with xarray.open_zarr(STORE) once complete (jaxsim.store.open_sweep reads
+unfinished stores too). See docs/sweep.md.
+"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "sweep", help="run a parameter grid from a TOML spec into a resumable zarr store",
+        description="Run the grid of a sweep spec in chunks; each finished chunk is written to "
+        "a zarr store. Rerunning the same command resumes: finished chunks are skipped.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("spec", help="TOML sweep spec (a path, or a name in sweeps/ like 'default')")
+    p.add_argument("--out", required=True, help="zarr store directory to write (STORE.zarr)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete an existing store at --out and start again")
+    p.add_argument("--chunk", type=int, default=None, metavar="N",
+                   help="points per chunk (overrides the spec's chunk_size; part of the store's "
+                   "identity)")
+    p.add_argument("--limit-points", type=int, default=None, metavar="N",
+                   help="stop after about N points (whole chunks) in this run; rerun to continue")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("several processes / hosts (jax.distributed)")
+    g.add_argument("--distributed", action="store_true",
+                   help="call jax.distributed.initialize() (auto-detects SLURM, Open MPI, ...)")
+    g.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="coordinator address for jax.distributed.initialize (implies "
+                   "--distributed)")
+    g.add_argument("--num-processes", type=int, metavar="P")
+    g.add_argument("--process-id", type=int, metavar="I")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from jaxsim.params import ParameterError
+    from jaxsim.spec import load_spec
+
+    if args.distributed or args.coordinator:
+        # before anything touches a JAX backend (validating the spec does)
+        import jax
+
+        kw = {}
+        if args.coordinator:
+            kw = dict(coordinator_address=args.coordinator, num_processes=args.num_processes,
+                      process_id=args.process_id)
+        jax.distributed.initialize(**kw)
+    spec = load_spec(args.spec)
+    if args.chunk is not None:
+        if args.chunk < 1:
+            raise ParameterError(f"--chunk = {args.chunk}: expected a positive integer")
+        spec = spec.replace(chunk_size=args.chunk)
+    if args.limit_points is not None and args.limit_points < 1:
+        raise ParameterError(f"--limit-points = {args.limit_points}: expected a positive integer")
+    from jaxsim.sweep import run_sweep
+
+    import jax
+
+    pid, count = jax.process_index(), jax.process_count()
+    if pid == 0:
+        print(f"sweep {spec.name or args.spec}: {spec.n_points:,} points "
+              f"({' x '.join(f'{a.name} {len(a)}' for a in spec.axes)}), "
+              f"chunks of {spec.chunk_size}, model {spec.model}, {spec.dtype}; "
+              f"{len(jax.local_devices())} local device(s), {count} process(es)",
+              file=sys.stderr)
+    res = run_sweep(spec, args.out, overwrite=args.overwrite, limit_points=args.limit_points,
+                    progress=not args.no_progress)
+    rate = f"{res.points_per_s:,.4g} points/s" if res.points_run else "nothing to do"
+    state = "complete" if res.complete else "incomplete: rerun the same command to resume"
+    print(f"[process {pid}/{count}] {res.points_run:,} points in {res.chunks_run} chunks, "
+          f"{res.seconds:.1f} s ({rate}); {res.failed_points} failed; store {res.path}: {state}",
+          file=sys.stderr)
+    return 0

@@ -1,0 +1,146 @@
+"""Plots of a sweep store: a heatmap over two axes, or a line over one (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from jaxsim.params import ParameterError
+
+TIME_UNITS = ("s",)
+
+
+def select(ds, x: str, y: str | None, var: str, at: dict[str, float] | None = None):
+    """The 1-D or 2-D slice of ``ds[var]`` over ``x`` (and ``y``), other axes fixed by ``at``.
+
+    ``at`` values pick the nearest grid value; an axis not in ``at`` with more than one value
+    is an error naming it (so a plot never averages or picks silently).
+    Returns ``(DataArray, {axis: chosen value})``.
+    """
+    at = dict(at or {})
+    if var not in ds.data_vars:
+        raise ParameterError(f"--var {var!r} is not in the store: expected one of "
+                             f"{', '.join(sorted(ds.data_vars))}")
+    da = ds[var]
+    for name, role in ((x, "--x"), (y, "--y")):
+        if name is not None and name not in da.dims:
+            raise ParameterError(f"{role} {name!r} is not an axis of {var}: expected one of "
+                                 f"{', '.join(da.dims)}")
+    if y is not None and x == y:
+        raise ParameterError(f"--x and --y are both {x!r}: expected two different axes")
+    chosen = {}
+    for name, value in at.items():
+        if name not in da.dims:
+            raise ParameterError(f"--at {name}=...: {name!r} is not an axis of {var}: expected "
+                                 f"one of {', '.join(da.dims)}")
+        if name in (x, y):
+            raise ParameterError(f"--at {name}=... fixes a plotted axis")
+        coord = np.asarray(ds[name].values, dtype=float)
+        i = int(np.argmin(np.abs(np.log(coord / value)) if np.all(coord > 0) and value > 0
+                          else np.abs(coord - value)))
+        chosen[name] = float(coord[i])
+        da = da.isel({name: i})
+    free = [d for d in da.dims if d not in (x, y) and da.sizes[d] > 1]
+    if free:
+        opts = ", ".join(f"{d} ({da.sizes[d]} values {float(ds[d].min()):.3g}..."
+                         f"{float(ds[d].max()):.3g})" for d in free)
+        raise ParameterError(f"axes not fixed: {opts}: pick one value each with --at NAME=VALUE")
+    da = da.squeeze(drop=True)
+    for d in list(da.dims):
+        if d not in (x, y):
+            da = da.isel({d: 0})
+    return (da.transpose(y, x) if y is not None else da), chosen
+
+
+def _scale(ds, name: str) -> str:
+    if name not in ds.coords and name not in ds:
+        return "linear"
+    return ds[name].attrs.get("scale", "linear")
+
+
+def _setaxis(ax, which: str, scale: str, values) -> None:
+    set_scale = ax.set_xscale if which == "x" else ax.set_yscale
+    if scale == "log":
+        v = np.asarray(values, dtype=float)
+        if np.all(v > 0):
+            set_scale("log")
+        else:  # a log axis that includes 0 (e.g. D = 0): linear near zero
+            set_scale("symlog", linthresh=float(np.min(v[v > 0])) if np.any(v > 0) else 1.0)
+
+
+def _label(ds, name: str) -> str:
+    unit = ds[name].attrs.get("units", "") if name in ds.variables else ""
+    return f"{name} [{unit}]" if unit and unit != "1" else name
+
+
+def plot_store(path, *, x: str, var: str, y: str | None = None,
+               at: dict[str, float] | None = None, out=None, log_color: bool | None = None):
+    """Heatmap of ``var`` over (x, y), or a line over x; writes ``out`` (PNG/PDF/SVG).
+
+    Times (unit s) are shown in ns; axes with ``scale = "log"`` in the store get log axes; the
+    colour scale is logarithmic when the values are positive and span more than two decades
+    (``log_color`` forces it either way). Returns the matplotlib Figure.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    from jaxsim.store import open_sweep
+
+    ds = open_sweep(path)
+    da, chosen = select(ds, x, y, var, at)
+    unit = da.attrs.get("units", ds[var].attrs.get("units", ""))
+    vals = np.asarray(da.values, dtype=float)
+    label = var
+    if unit == "s":
+        vals = vals * 1e9
+        label, unit = f"{var} [ns]", "ns"
+    elif unit and unit != "1":
+        label = f"{var} [{unit}]"
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), constrained_layout=True)
+    xs = np.asarray(ds[x].values, dtype=float)
+    if y is None:
+        ax.plot(xs, vals, "o-", ms=3)
+        ax.set_ylabel(label)
+        finite = vals[np.isfinite(vals)]
+        if finite.size and np.all(finite > 0) and finite.max() / finite.min() > 100:
+            ax.set_yscale("log")
+    else:
+        ys = np.asarray(ds[y].values, dtype=float)
+        finite = vals[np.isfinite(vals)]
+        use_log = log_color
+        if use_log is None:
+            use_log = bool(finite.size and np.all(finite > 0)
+                           and finite.max() / finite.min() > 100)
+        norm = LogNorm(finite.min(), finite.max()) if use_log and finite.size else None
+        mesh = ax.pcolormesh(_edges(xs, _scale(ds, x)), _edges(ys, _scale(ds, y)),
+                             np.ma.masked_invalid(vals), norm=norm, shading="flat")
+        fig.colorbar(mesh, ax=ax, label=label)
+        _setaxis(ax, "y", _scale(ds, y), ys)
+        ax.set_ylabel(_label(ds, y))
+    _setaxis(ax, "x", _scale(ds, x), xs)
+    ax.set_xlabel(_label(ds, x))
+    fixed = ", ".join(f"{k} = {v:.3g}" for k, v in chosen.items())
+    ax.set_title(f"{var}" + (f" at {fixed}" if fixed else ""), fontsize=10)
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=120)
+    return fig
+
+
+def _edges(v: np.ndarray, scale: str) -> np.ndarray:
+    """Cell edges around grid values (geometric midpoints on log axes)."""
+    if v.size == 1:
+        return np.array([v[0] * 0.9, v[0] * 1.1]) if v[0] else np.array([-0.5, 0.5])
+    if scale == "log" and np.all(v > 0):
+        lv = np.log(v)
+        mid = (lv[1:] + lv[:-1]) / 2
+        return np.exp(np.concatenate([[2 * lv[0] - mid[0]], mid, [2 * lv[-1] - mid[-1]]]))
+    mid = (v[1:] + v[:-1]) / 2
+    e = np.concatenate([[2 * v[0] - mid[0]], mid, [2 * v[-1] - mid[-1]]])
+    if scale == "log" and v[0] == 0:  # symlog axis: keep the zero cell's lower edge at 0
+        e[0] = -e[1] * 1e-3
+    return e

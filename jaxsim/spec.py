@@ -1,0 +1,507 @@
+r"""Sweep specifications: a TOML file <-> a frozen, validated :class:`SweepSpec`.
+
+A spec says *what* to compute over a grid; :mod:`jaxsim.sweep` says how. Example
+(``sweeps/default.toml``)::
+
+    name = "default"
+    model = "trap_detrap"
+    t1 = 2e-6                  # s, end of the time window
+    dtype = "float64"
+    rtol = 1e-6
+    chunk_size = 4096
+    order_by_stiffness = true
+
+    [fixed]                    # parameters held constant (others: the model's defaults)
+    B = 1e-10
+    C = 1e-28
+
+    [axes]                     # one grid dimension per entry, in this order
+    A  = { logspace = [1e5, 1e8, 16] }      # start, stop (values, not exponents), num
+    D  = { linspace = [0.0, 1e8, 11] }      # start, stop, num
+    K1 = [1e2, 1e4, 1e6]                    # explicit values
+    n0 = { logspace = [1e15, 1e18, 13] }
+
+    [observables]
+    summaries = ["tau_mean_pl", "plqy"]
+    # optional curves on a time grid (s); vars among n, n_d, pl, pl_norm
+    curves = { vars = ["pl"], ts = { logspace = [1e-10, 2e-6, 200] } }
+
+The grid is the outer product of the axes (C order: the last axis varies fastest); its size is
+:math:`\prod_k |\mathrm{axis}_k|`. Every value is checked against the model's parameter table
+before any work starts, and errors name the field, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from jaxsim.models import get_model
+from jaxsim.params import ParameterError, table_lookup
+
+CURVE_VARS = ("n", "n_d", "pl", "pl_norm")
+CURVE_UNITS = {"n": "cm^-3", "n_d": "cm^-3", "pl": "cm^-3 s^-1", "pl_norm": "1"}
+SPEC_KEYS = ("name", "description", "model", "t1", "dtype", "rtol", "atol", "max_steps",
+             "solver", "chunk_size", "order_by_stiffness", "sensitivities", "fixed", "axes",
+             "observables")
+DEFAULT_CHUNK = 4096
+
+
+class SpecError(ParameterError):
+    """A sweep spec that cannot be run (malformed TOML, unknown name, bad value)."""
+
+
+# -- value lists -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Values:
+    """A list of numbers given as a list, ``{linspace=[a, b, n]}`` or ``{logspace=[a, b, n]}``.
+
+    For ``logspace`` the endpoints are values (``[1e5, 1e8, 4]`` -> 1e5, 1e6, 1e7, 1e8), so they
+    must be > 0. ``kind`` is ``"list"``, ``"linspace"`` or ``"logspace"``; ``args`` keeps the
+    original numbers so the TOML round-trips exactly.
+    """
+
+    kind: str
+    args: tuple
+
+    @staticmethod
+    def parse(raw, *, where: str) -> "Values":
+        if isinstance(raw, (list, tuple)):
+            if len(raw) == 0:
+                raise SpecError(f"{where} = []: expected at least one value")
+            nums = tuple(_number(v, where=f"{where}[{i}]") for i, v in enumerate(raw))
+            return Values("list", nums)
+        if isinstance(raw, Mapping):
+            keys = set(raw)
+            kinds = keys & {"linspace", "logspace", "values"}
+            if len(kinds) != 1 or keys - kinds:
+                raise SpecError(
+                    f"{where} = {dict(raw)!r}: expected a list of numbers, "
+                    "{{ linspace = [start, stop, num] }} or {{ logspace = [start, stop, num] }}")
+            kind = kinds.pop()
+            if kind == "values":
+                return Values.parse(raw["values"], where=where)
+            a = raw[kind]
+            if isinstance(a, Mapping):
+                a = [a.get("start"), a.get("stop"), a.get("num")]
+            if not isinstance(a, (list, tuple)) or len(a) != 3:
+                raise SpecError(f"{where}.{kind} = {a!r}: expected [start, stop, num]")
+            start = _number(a[0], where=f"{where}.{kind} start")
+            stop = _number(a[1], where=f"{where}.{kind} stop")
+            num = a[2]
+            if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+                raise SpecError(f"{where}.{kind} num = {num!r}: expected an integer >= 1 "
+                                "(an empty axis has no points)")
+            if kind == "logspace" and (start <= 0 or stop <= 0):
+                bad = start if start <= 0 else stop
+                raise SpecError(f"{where}.logspace has {bad!r}: expected start and stop > 0 "
+                                "(log-spaced values must be positive; use linspace or a list "
+                                "for 0)")
+            return Values(kind, (start, stop, int(num)))
+        raise SpecError(f"{where} = {raw!r}: expected a list of numbers, "
+                        "{ linspace = [start, stop, num] } or { logspace = [start, stop, num] }")
+
+    def array(self) -> np.ndarray:
+        if self.kind == "list":
+            return np.asarray(self.args, dtype=float)
+        a, b, n = self.args
+        if self.kind == "linspace":
+            return np.linspace(a, b, n)
+        return np.logspace(math.log10(a), math.log10(b), n)
+
+    def __len__(self) -> int:
+        return len(self.args) if self.kind == "list" else int(self.args[2])
+
+    @property
+    def scale(self) -> str:
+        """``"log"`` for logspace, or a list of values >= 0 whose positive values span >= 2
+        decades (a 0 among them is drawn on a symlog axis); else ``"linear"``."""
+        if self.kind == "logspace":
+            return "log"
+        if self.kind == "linspace":
+            return "linear"
+        v = self.array()
+        pos = v[v > 0]
+        ok = np.all(v >= 0) and pos.size >= 2 and pos.max() / pos.min() >= 100
+        return "log" if ok else "linear"
+
+    def to_raw(self):
+        return list(self.args) if self.kind == "list" else {self.kind: list(self.args)}
+
+
+def _number(v, *, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise SpecError(f"{where} = {v!r}: expected a number")
+    v = float(v)
+    if not math.isfinite(v):
+        raise SpecError(f"{where} = {v!r}: expected a finite number")
+    return v
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One grid dimension: a model parameter and its values (physical units)."""
+
+    name: str
+    values: Values
+    unit: str = ""
+
+    def array(self) -> np.ndarray:
+        return self.values.array()
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+# -- the spec ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep: model, fixed parameters, axes, observables and numerics.
+
+    Build it with :func:`load_spec` / :func:`parse_spec` (TOML) or :meth:`SweepSpec.create`
+    (Python); both validate. ``fixed`` and ``axes`` are tuples so the spec is hashable.
+    Times in s; ``curve_ts`` is ``None`` when no curves are kept.
+    """
+
+    model: str
+    axes: tuple[Axis, ...]
+    t1: float
+    summaries: tuple[str, ...] = ()
+    fixed: tuple[tuple[str, float], ...] = ()
+    curve_vars: tuple[str, ...] = ()
+    curve_ts: Values | None = None
+    dtype: str = "float64"
+    rtol: float = 1e-6
+    atol: float | None = None
+    max_steps: int = 20_000
+    solver: str = "auto"
+    chunk_size: int = DEFAULT_CHUNK
+    order_by_stiffness: bool = True
+    sensitivities: tuple[str, ...] = ()
+    name: str = ""
+    description: str = ""
+
+    # -- construction -----------------------------------------------------------------
+    @classmethod
+    def create(cls, *, model="trap_detrap", axes: Mapping, t1: float, summaries=(),
+               fixed: Mapping | None = None, curves: Mapping | None = None, **kw) -> "SweepSpec":
+        """Python constructor with the TOML's vocabulary: ``axes={"A": {"logspace": [...]}}``."""
+        raw = dict(model=model, t1=t1, axes=dict(axes), fixed=dict(fixed or {}),
+                   observables={"summaries": list(summaries)}, **kw)
+        if curves:
+            raw["observables"]["curves"] = dict(curves)
+        return from_dict(raw)
+
+    # -- derived ------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(a) for a in self.axes)
+
+    @property
+    def n_points(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def axis_names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.axes)
+
+    @property
+    def fixed_dict(self) -> dict[str, float]:
+        return dict(self.fixed)
+
+    def curve_times(self) -> np.ndarray | None:
+        return None if self.curve_ts is None else self.curve_ts.array()
+
+    def solver_config(self):
+        from jaxsim.solve import SolverConfig
+
+        return SolverConfig(solver=self.solver, rtol=self.rtol, atol=self.atol,
+                            max_steps=self.max_steps, dtype=self.dtype, adjoint="forward")
+
+    def output_names(self) -> tuple[str, ...]:
+        """Every per-point variable the sweep writes (besides status and num_steps)."""
+        names = list(self.summaries)
+        names += [f"curve_{v}" for v in self.curve_vars]
+        names += [f"d_{s}_d_log_{p}" for s in self.summaries for p in self.sensitivities]
+        return tuple(names)
+
+    def bytes_per_point(self) -> int:
+        """Uncompressed bytes stored per grid point (an upper bound for the store's size)."""
+        item = 4 if self.dtype == "float32" else 8
+        n_t = 0 if self.curve_ts is None else len(self.curve_ts)
+        n_scalar = len(self.summaries) * (1 + len(self.sensitivities))
+        return item * (n_scalar + len(self.curve_vars) * n_t) + 1 + 4 + 8  # status, steps, index
+
+    def estimated_bytes(self) -> int:
+        return self.n_points * self.bytes_per_point()
+
+    def replace(self, **changes) -> "SweepSpec":
+        """A copy with fields changed, validated again."""
+        return from_dict(to_dict(replace(self, **changes)))
+
+    def to_toml(self) -> str:
+        return to_toml(self)
+
+    def fingerprint(self) -> str:
+        """Hash of everything that determines the stored numbers (not name/description)."""
+        d = to_dict(self)
+        d.pop("name", None)
+        d.pop("description", None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# -- parsing ---------------------------------------------------------------------------------
+
+
+def load_spec(path) -> SweepSpec:
+    """Read and validate a TOML spec. ``path`` may also name a file in ``sweeps/``
+    (``"default"`` -> ``sweeps/default.toml``)."""
+    p = resolve_spec_path(path)
+    try:
+        text = p.read_text()
+    except UnicodeDecodeError as err:
+        raise SpecError(f"{p}: not a UTF-8 text file ({err})") from None
+    return parse_spec(text, source=str(p))
+
+
+def resolve_spec_path(path) -> Path:
+    p = Path(path)
+    if p.is_file():
+        return p
+    for cand in (Path("sweeps") / f"{path}.toml", Path(__file__).resolve().parents[1] / "sweeps"
+                 / f"{path}.toml"):
+        if cand.is_file():
+            return cand
+    raise FileNotFoundError(f"sweep spec {str(path)!r} not found (a TOML file, or a name in "
+                            "sweeps/ such as 'default')")
+
+
+def parse_spec(text: str, *, source: str = "<spec>") -> SweepSpec:
+    """Parse TOML text; a syntax error is reported with its line and column."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{source}: malformed TOML: {err}") from None
+    try:
+        return from_dict(raw)
+    except SpecError as err:
+        raise SpecError(f"{source}: {err}") from None
+
+
+def from_dict(raw: Mapping) -> SweepSpec:
+    """Validate a plain dict (the TOML's structure) into a :class:`SweepSpec`."""
+    raw = dict(raw)
+    unknown = set(raw) - set(SPEC_KEYS)
+    if unknown:
+        raise SpecError(f"unknown key(s) {sorted(unknown)}: expected some of {list(SPEC_KEYS)}")
+    try:
+        model = get_model(raw.get("model", "trap_detrap"))
+    except ParameterError as err:
+        raise SpecError(f"model: {err}") from None
+    table = model.parameters
+
+    def row(name, where):
+        try:
+            return table_lookup(table, name, model=model.name)
+        except ParameterError as err:
+            raise SpecError(f"{where}: {err}") from None
+
+    if "t1" not in raw:
+        raise SpecError("t1 is missing: expected the end of the time window in s (e.g. 2e-6)")
+    t1 = _number(raw["t1"], where="t1")
+    if t1 <= 0:
+        raise SpecError(f"t1 = {t1!r}: expected a time > 0 s")
+
+    fixed_raw = raw.get("fixed", {})
+    if not isinstance(fixed_raw, Mapping):
+        raise SpecError(f"fixed = {fixed_raw!r}: expected a table of parameter = value")
+    fixed = []
+    for k, v in fixed_raw.items():
+        r = row(k, f"fixed.{k}")
+        v = _number(v, where=f"fixed.{k}")
+        try:
+            r.check(v, where=f"fixed.{k}")
+        except ParameterError as err:
+            raise SpecError(str(err)) from None
+        fixed.append((k, v))
+
+    axes_raw = raw.get("axes")
+    if not isinstance(axes_raw, Mapping) or not axes_raw:
+        raise SpecError("axes is missing or empty: expected a table such as "
+                        "[axes] A = { logspace = [1e5, 1e8, 16] }")
+    axes = []
+    for k, v in axes_raw.items():
+        r = row(k, f"axes.{k}")
+        if k in fixed_raw:
+            raise SpecError(f"axes.{k}: {k!r} is also in [fixed]: a parameter is either swept "
+                            "or fixed")
+        vals = Values.parse(v, where=f"axes.{k}")
+        arr = vals.array()
+        try:
+            r.check(arr, where=f"axes.{k}")
+        except ParameterError as err:
+            raise SpecError(str(err)) from None
+        if len(np.unique(arr)) != arr.size:
+            raise SpecError(f"axes.{k} has repeated values: expected distinct values")
+        axes.append(Axis(k, vals, r.unit))
+
+    obs = raw.get("observables", {})
+    if not isinstance(obs, Mapping):
+        raise SpecError(f"observables = {obs!r}: expected a table with summaries and/or curves")
+    bad = set(obs) - {"summaries", "curves"}
+    if bad:
+        raise SpecError(f"observables: unknown key(s) {sorted(bad)}: expected summaries, curves")
+    from jaxsim.observables import SUMMARIES
+
+    summaries = obs.get("summaries", [])
+    if not isinstance(summaries, list) or not all(isinstance(s, str) for s in summaries):
+        raise SpecError(f"observables.summaries = {summaries!r}: expected a list of names")
+    for s in summaries:
+        if s not in SUMMARIES:
+            raise SpecError(f"observables.summaries: unknown observable {s!r}: expected some of "
+                            f"{', '.join(SUMMARIES)}")
+    if len(set(summaries)) != len(summaries):
+        raise SpecError("observables.summaries has repeated names")
+    curve_vars, curve_ts = (), None
+    curves = obs.get("curves")
+    if curves is not None:
+        if not isinstance(curves, Mapping) or "ts" not in curves:
+            raise SpecError("observables.curves: expected { vars = [...], ts = <times in s> }")
+        curve_vars = tuple(curves.get("vars", ["pl"]))
+        for v in curve_vars:
+            if v not in CURVE_VARS:
+                raise SpecError(f"observables.curves.vars: unknown curve {v!r}: expected some "
+                                f"of {', '.join(CURVE_VARS)}")
+        curve_ts = Values.parse(curves["ts"], where="observables.curves.ts")
+        from jaxsim.solve import check_times
+
+        try:
+            ts = check_times(curve_ts.array(), name="observables.curves.ts")
+        except ParameterError as err:
+            raise SpecError(str(err)) from None
+        if ts[-1] > t1 * (1 + 1e-12):
+            raise SpecError(f"observables.curves.ts ends at {ts[-1]!r} s, after t1 = {t1!r} s: "
+                            "expected times within the window")
+    if not summaries and not curve_vars:
+        raise SpecError("observables: nothing to keep: expected summaries and/or curves")
+
+    sens = raw.get("sensitivities", [])
+    if not isinstance(sens, list):
+        raise SpecError(f"sensitivities = {sens!r}: expected a list of parameter names")
+    for p in sens:
+        row(p, "sensitivities")
+    if sens and not summaries:
+        raise SpecError("sensitivities need observables.summaries to differentiate")
+
+    chunk = raw.get("chunk_size", DEFAULT_CHUNK)
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise SpecError(f"chunk_size = {chunk!r}: expected a positive integer")
+    order = raw.get("order_by_stiffness", True)
+    if not isinstance(order, bool):
+        raise SpecError(f"order_by_stiffness = {order!r}: expected true or false")
+    for key in ("name", "description"):
+        if not isinstance(raw.get(key, ""), str):
+            raise SpecError(f"{key} = {raw[key]!r}: expected a string")
+    max_steps = raw.get("max_steps", 20_000)
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int):
+        raise SpecError(f"max_steps = {max_steps!r}: expected a positive integer")
+    atol = raw.get("atol")
+    spec = SweepSpec(
+        model=model.name, axes=tuple(axes), t1=t1, summaries=tuple(summaries),
+        fixed=tuple(fixed), curve_vars=curve_vars, curve_ts=curve_ts,
+        dtype=raw.get("dtype", "float64"),
+        rtol=_number(raw.get("rtol", 1e-6), where="rtol"),
+        atol=None if atol is None else _number(atol, where="atol"),
+        max_steps=max_steps, solver=raw.get("solver", "auto"), chunk_size=chunk,
+        order_by_stiffness=order, sensitivities=tuple(sens),
+        name=raw.get("name", ""), description=raw.get("description", ""),
+    )
+    try:
+        spec.solver_config()  # validates dtype, rtol, atol, max_steps, solver
+    except ParameterError as err:
+        raise SpecError(str(err)) from None
+    _check_corners(model, spec)
+    return spec
+
+
+def _check_corners(model, spec: SweepSpec) -> None:
+    """Cross-field checks (e.g. effective: D <= A) at the 2^k corners of the grid."""
+    from jaxsim.params import make_params
+
+    lo_hi = [(a.array().min(), a.array().max()) for a in spec.axes]
+    grids = np.meshgrid(*[np.asarray(v) for v in lo_hi], indexing="ij")
+    values = {a.name: g.ravel() for a, g in zip(spec.axes, grids)}
+    values.update(spec.fixed_dict)
+    try:
+        make_params(model, values)
+    except ParameterError as err:
+        raise SpecError(f"grid corner: {err}") from None
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+
+def to_dict(spec: SweepSpec) -> dict:
+    """The spec as the plain dict its TOML parses to (round-trips through :func:`from_dict`)."""
+    d = dict(name=spec.name, description=spec.description, model=spec.model, t1=spec.t1,
+             dtype=spec.dtype, rtol=spec.rtol)
+    if spec.atol is not None:
+        d["atol"] = spec.atol
+    d.update(max_steps=spec.max_steps, solver=spec.solver, chunk_size=spec.chunk_size,
+             order_by_stiffness=spec.order_by_stiffness, sensitivities=list(spec.sensitivities),
+             fixed=dict(spec.fixed), axes={a.name: a.values.to_raw() for a in spec.axes})
+    obs: dict = {"summaries": list(spec.summaries)}
+    if spec.curve_ts is not None:
+        obs["curves"] = {"vars": list(spec.curve_vars), "ts": spec.curve_ts.to_raw()}
+    d["observables"] = obs
+    return d
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "inf" if v > 0 else "-inf"
+        if v != 0 and not 1e-3 <= abs(v) < 1e5:  # shortest round-trip form, e.g. 1e+16
+            return np.format_float_scientific(v, trim="-")
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a TOML basic string is a JSON string for our characters
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def to_toml(spec: SweepSpec) -> str:
+    """TOML text that :func:`parse_spec` reads back to an equal spec."""
+    d = to_dict(spec)
+    lines = []
+    for k, v in d.items():
+        if not isinstance(v, Mapping):
+            lines.append(f"{k} = {_toml_value(v)}")
+    for table in ("fixed", "axes", "observables"):
+        lines.append("")
+        lines.append(f"[{table}]")
+        for k, v in d[table].items():
+            lines.append(f"{k} = {_toml_value(v)}")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["SweepSpec", "Axis", "Values", "SpecError", "load_spec", "parse_spec", "from_dict",
+           "to_dict", "to_toml", "resolve_spec_path", "CURVE_VARS", "CURVE_UNITS"]

@@ -1,0 +1,325 @@
+r"""Run a sweep: grid -> (stiffness order) -> chunks -> engine -> store, resumable and sharded.
+
+The grid of a :class:`~jaxsim.spec.SweepSpec` is the C-order outer product of its axes, flat
+index :math:`i \in [0, N)`. With ``order_by_stiffness`` the points are permuted by
+:func:`jaxsim.engine.stiffness_order` (a vmapped adaptive solve steps every lane until the
+slowest is done, so similar points share a chunk), and sweep chunk :math:`k` holds positions
+:math:`[kC, (k+1)C)` of that permutation; the permutation is stored (``raw/index``), so a
+resumed run computes exactly the chunks it did not finish.
+
+Scale-out:
+
+- several local devices (GPUs, or CPU with ``--xla_force_host_platform_device_count``): every
+  chunk is split over a 1-D :class:`jax.sharding.Mesh` with :func:`jax.shard_map`; each device
+  runs its slice independently (its own lock-step), one compiled program for all;
+- several processes (hosts) after :func:`jax.distributed.initialize`: process :math:`p` of
+  :math:`P` takes chunks :math:`p, p+P, \dots` of the same store; process 0 creates the store
+  and, once every chunk is done, writes the gridded variables.
+
+Memory is set by the chunk (and by an int64 permutation of the grid when ordering), not by the
+grid: values are made per chunk from flat indices, and every chunk is written as it finishes.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from jaxsim.params import ParameterError
+from jaxsim.spec import SweepSpec
+from jaxsim.store import (Store, StoreError, check_disk, create_store, finalize, open_store)
+
+FULL_ORDER_LIMIT = 2**23  # above this many points the stiffness key is computed in blocks
+BARRIER_TIMEOUT_MS = 24 * 3600 * 1000
+# tests only: a pause after each written chunk, so a kill test can land mid-run reliably
+_CHUNK_DELAY_S = float(os.environ.get("JAXSIM_SWEEP_CHUNK_DELAY_S", "0") or 0)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What one call of :func:`run_sweep` did."""
+
+    path: Path
+    n_points: int
+    n_chunks: int
+    chunks_run: int
+    points_run: int
+    seconds: float
+    complete: bool
+    failed_points: int  # points of this run with status != 0
+
+    @property
+    def points_per_s(self) -> float:
+        return self.points_run / self.seconds if self.seconds > 0 else float("nan")
+
+
+# -- grid -----------------------------------------------------------------------------------
+
+
+def grid_values(spec: SweepSpec, flat_index) -> dict[str, np.ndarray]:
+    """Axis values (physical units) at the given flat C-order grid indices."""
+    multi = np.unravel_index(np.asarray(flat_index, dtype=np.int64), spec.shape)
+    return {ax.name: ax.array()[i] for ax, i in zip(spec.axes, multi)}
+
+
+def computation_order(spec: SweepSpec) -> np.ndarray | None:
+    """Permutation of the flat grid by stiffness, or ``None`` (grid order)."""
+    if not spec.order_by_stiffness or spec.n_points <= spec.chunk_size:
+        return None
+    from jaxsim.models import get_model
+
+    n = spec.n_points
+    if n <= FULL_ORDER_LIMIT:
+        from jaxsim.engine import stiffness_order
+
+        values = {**spec.fixed_dict, **grid_values(spec, np.arange(n))}
+        return np.asarray(stiffness_order(spec.model, values), dtype=np.int64)
+    # large grids: the same key (the model's stiffness bound), in blocks, then one argsort
+    model = get_model(spec.model)
+    key = np.empty(n, dtype=np.float64)
+    defaults = {p.name: p.default for p in model.parameters}
+    step = 2**22
+    for a in range(0, n, step):
+        b = min(a + step, n)
+        vals = {**defaults, **spec.fixed_dict, **grid_values(spec, np.arange(a, b))}
+        key[a:b] = np.broadcast_to(np.asarray(model.max_rate(vals), dtype=float), (b - a,))
+    return np.argsort(key, kind="stable").astype(np.int64)
+
+
+# -- the chunk function ------------------------------------------------------------------------
+
+
+def chunk_function(spec: SweepSpec):
+    """``f(values: dict[name, (C,)]) -> dict[str, array]`` for this spec (engine + sensitivities).
+
+    Cached on what the numbers depend on, so repeated runs in one process compile once.
+    """
+    return _chunk_function(spec.replace(chunk_size=1, order_by_stiffness=False, name="",
+                                        description=""))
+
+
+@functools.lru_cache(maxsize=8)
+def _chunk_function(spec: SweepSpec):
+    from jaxsim.engine import chunk_solver
+
+    f = chunk_solver(spec.model, t1=spec.t1, summaries=spec.summaries,
+                     curve_ts=spec.curve_times(), curve_vars=spec.curve_vars or ("pl",),
+                     config=spec.solver_config(), fixed=spec.fixed_dict)
+    if spec.sensitivities:
+        from jaxsim.sensitivity import with_elasticities
+
+        f = with_elasticities(f, list(spec.sensitivities), list(spec.summaries))
+    return f
+
+
+def chunk_values(spec: SweepSpec, flat_index) -> dict[str, np.ndarray]:
+    """Per-point inputs of the chunk function: the axes, plus every parameter differentiated
+    by ``sensitivities`` that is not an axis (broadcast from ``fixed`` or its default)."""
+    values = grid_values(spec, flat_index)
+    if spec.sensitivities:
+        from jaxsim.models import get_model
+
+        defaults = {p.name: p.default for p in get_model(spec.model).parameters}
+        n = np.size(flat_index)
+        for p in spec.sensitivities:
+            if p not in values:
+                values[p] = np.full(n, spec.fixed_dict.get(p, defaults[p]))
+    return values
+
+
+def shard_chunk_function(f, devices=None):
+    """Split each call of ``f`` over ``devices`` (default: this process's local devices).
+
+    Returns ``(g, n_dev)``; ``g`` takes numpy inputs whose leading size is a multiple of
+    ``n_dev`` and returns arrays sharded along the leading axis. With one device, ``g = f``.
+    """
+    import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+    devices = list(devices) if devices is not None else jax.local_devices()
+    if len(devices) == 1:
+        return f, 1
+    mesh = Mesh(np.asarray(devices), ("points",))
+    sharding = NamedSharding(mesh, P("points"))
+    mapped = jax.jit(jax.shard_map(f, mesh=mesh, in_specs=(P("points"),),
+                                   out_specs=P("points"), check_vma=False))
+
+    def g(values):
+        return mapped(jax.device_put(values, sharding))
+
+    return g, len(devices)
+
+
+# -- distributed helpers ---------------------------------------------------------------------
+
+
+def _process() -> tuple[int, int]:
+    import jax
+
+    return jax.process_index(), jax.process_count()
+
+
+def _barrier(name: str, count: int) -> None:
+    if count <= 1:
+        return
+    from jax._src.distributed import global_state
+
+    global_state.client.wait_at_barrier(f"jaxsim_{name}", BARRIER_TIMEOUT_MS)
+
+
+# -- the run loop -----------------------------------------------------------------------------
+
+
+def prepare_store(spec: SweepSpec, out, *, overwrite: bool = False, process: int = 0,
+                  count: int = 1) -> Store:
+    """Create, or open and check, the store for ``spec`` (process 0 creates; others wait).
+
+    With several processes, process 0 publishes "ok" or its error (e.g. a store of another
+    spec) in the coordination service's key-value store before the barrier, so every process
+    stops with the same message instead of waiting for a store that will not come.
+    """
+    from jaxsim import __version__
+
+    out = Path(out)
+    if process == 0:
+        error = None
+        try:
+            if out.exists() and not overwrite:
+                store = open_store(out, spec)
+            else:
+                check_disk(spec, out)  # before the (possibly long) ordering
+                store = create_store(out, spec, computation_order(spec), overwrite=overwrite,
+                                     version=__version__)
+        except Exception as err:  # noqa: BLE001 (re-raised below, after telling the others)
+            error = err
+        _kv_set("store_status", "ok" if error is None else str(error), count)
+        _barrier("store_ready", count)
+        if error is not None:
+            raise error
+    else:
+        _barrier("store_ready", count)
+        status = _kv_get("store_status")
+        if status != "ok":
+            raise StoreError(f"process 0 could not prepare the store: {status}")
+        store = open_store(out, spec)
+    return store
+
+
+def _kv_set(key: str, value: str, count: int) -> None:
+    if count > 1:
+        from jax._src.distributed import global_state
+
+        global_state.client.key_value_set(f"jaxsim_{key}", value)
+
+
+def _kv_get(key: str) -> str:
+    from jax._src.distributed import global_state
+
+    return global_state.client.blocking_key_value_get(f"jaxsim_{key}", BARRIER_TIMEOUT_MS)
+
+
+def run_sweep(spec: SweepSpec, out, *, overwrite: bool = False, limit_points: int | None = None,
+              progress: bool = True, devices=None, chunk_fn=None) -> SweepResult:
+    """Run (or resume) ``spec`` into the zarr store ``out``.
+
+    Args:
+        spec: the sweep.
+        out: store path (``.zarr`` directory). An existing store of the same spec is resumed;
+            one of another spec raises :class:`~jaxsim.store.StoreError` unless ``overwrite``.
+        limit_points: stop after about this many points (whole chunks) in this call; a later
+            call resumes.
+        progress: show a tqdm bar (points done, points/s, time left) on stderr.
+        devices: local devices to shard each chunk over (default: all local devices).
+        chunk_fn: override of :func:`chunk_function` (tests).
+
+    Returns a :class:`SweepResult`; the store is finalized (gridded variables, ``complete``)
+    when every chunk is done.
+    """
+    if limit_points is not None and limit_points < 1:
+        raise ParameterError(f"limit_points = {limit_points!r}: expected a positive integer")
+    process, count = _process()
+    store = prepare_store(spec, out, overwrite=overwrite, process=process, count=count)
+    spec = store.spec
+    t0 = time.perf_counter()
+    done = store.done_mask()
+    mine = np.arange(process, store.n_chunks, count)
+    todo = [int(k) for k in mine if not done[k]]
+    sizes = {int(k): (lambda ab: ab[1] - ab[0])(store.chunk_bounds(int(k))) for k in mine}
+    total = int(sum(sizes.values()))
+    already = total - int(sum(sizes[k] for k in todo))
+
+    chunks_run = points_run = failed = 0
+    if todo:
+        f = chunk_fn or chunk_function(spec)
+        g, n_dev = shard_chunk_function(f, devices)
+        c_pad = -(-spec.chunk_size // n_dev) * n_dev
+        bar = _progress_bar(total, already, progress, spec)
+        pending = None  # (k, outputs) dispatched but not yet written: overlaps write & compute
+        try:
+            for k in todo:
+                if limit_points is not None and points_run >= limit_points:
+                    break
+                idx = store.index(k)
+                values = _padded(chunk_values(spec, idx), c_pad)
+                outputs = g(values)  # asynchronous dispatch
+                if pending is not None:
+                    failed += _write(store, *pending, bar)
+                pending = (k, outputs)
+                chunks_run += 1
+                points_run += idx.size
+            if pending is not None:
+                failed += _write(store, *pending, bar)
+        finally:
+            bar.close()
+    seconds = time.perf_counter() - t0
+
+    _barrier("chunks_done", count)
+    complete = store.complete
+    if process == 0 and not complete and store.done_mask().all():
+        finalize(store)
+        complete = True
+    _barrier("finalized", count)
+    return SweepResult(Path(out), spec.n_points, store.n_chunks, chunks_run, points_run,
+                       seconds, bool(complete or store.done_mask().all()), failed)
+
+
+def _padded(values: dict, size: int) -> dict:
+    """Pad each (n,) array to (size,) by repeating its first value (results are dropped)."""
+    out = {}
+    for k, v in values.items():
+        v = np.asarray(v, dtype=np.float64)
+        if v.size < size:
+            v = np.concatenate([v, np.full(size - v.size, v[0])])
+        out[k] = v
+    return out
+
+
+def _write(store: Store, k: int, outputs: dict, bar) -> int:
+    a, b = store.chunk_bounds(k)
+    host = {name: np.asarray(v) for name, v in outputs.items()}
+    missing = [n for n in store.spec.output_names() + ("status", "num_steps") if n not in host]
+    if missing:
+        raise RuntimeError(f"chunk function returned no {missing} (keys: {sorted(host)})")
+    store.write_chunk(k, host)
+    bar.update(b - a)
+    if _CHUNK_DELAY_S:
+        time.sleep(_CHUNK_DELAY_S)
+    return int(np.sum(host["status"][: b - a] != 0))
+
+
+def _progress_bar(total: int, initial: int, enabled: bool, spec: SweepSpec):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="pt", unit_scale=True, smoothing=0.05,
+                desc=spec.name or "sweep", disable=not enabled, file=sys.stderr,
+                dynamic_ncols=True)
+
+
+__all__ = ["run_sweep", "SweepResult", "grid_values", "computation_order", "chunk_function", "chunk_values",
+           "shard_chunk_function", "prepare_store", "StoreError"]
