@@ -165,10 +165,11 @@ class Effective(ABC):
         a, d = np.asarray(params["A"]), np.asarray(params["D"])
         bad = d > a
         if np.any(bad):
+            d0 = float(np.broadcast_to(d, bad.shape)[bad].flat[0])
+            a0 = float(np.broadcast_to(a, bad.shape)[bad].flat[0])
             raise ParameterError(
-                f"parameter 'D' = {np.broadcast_to(d, bad.shape)[bad].flat[0]!r} exceeds "
-                f"'A' = {np.broadcast_to(a, bad.shape)[bad].flat[0]!r}: the effective model "
-                "needs A' = A - D >= 0 (use trap_detrap for D > A)"
+                f"parameter 'D' = {d0:g} exceeds 'A' = {a0:g}: expected D <= A, since the "
+                "effective model needs A' = A - D >= 0 (use trap_detrap for D > A)"
             )
 
 

@@ -59,7 +59,7 @@ class Parameter:
             bad |= arr <= self.lower
         bad |= arr > self.upper
         if np.any(bad):
-            first = arr[bad].flat[0] if arr.ndim else float(arr)
+            first = float(arr[bad].flat[0]) if arr.ndim else float(arr)
             count = int(np.sum(bad))
             more = f" ({count} of {arr.size} values)" if arr.size > 1 else ""
             raise ParameterError(

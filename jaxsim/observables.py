@@ -1,0 +1,362 @@
+r"""Observables of a decay: lifetimes, PLQY, diffusion length, recombination shares.
+
+Pure ``jax.numpy`` functions (usable under ``jit``/``vmap``); times in s, densities in cm^-3.
+
+Lifetimes (all stated with the observable they were computed on, ``_n`` for the carrier
+density :math:`n(t)`, ``_pl`` for :math:`\mathrm{PL}(t) = B n p`):
+
+- ``tau_avg``: the paper's procedure. A two-exponential fit
+  :math:`y(t) \approx a_1 e^{-t/\tau_1} + a_2 e^{-t/\tau_2}` of the normalised decay over a window,
+  then :math:`\tau_\mathrm{avg} = (a_1\tau_1^2 + a_2\tau_2^2) / (a_1\tau_1 + a_2\tau_2)`.
+- ``tau_mean``: the fit-free first moment :math:`\int t I\,dt / \int I\,dt` over
+  :math:`[0, t_1]` (integrated alongside the ODE, so exact to solver tolerance). For an exact
+  two-exponential over an infinite window it equals ``tau_avg``.
+- ``tau_1e``: the time at which the normalised decay first falls to :math:`1/e` (log-linear
+  interpolation between saved points; ``inf`` if it never does inside the saved window).
+
+Other summaries: ``plqy`` :math:`= \int B n p\,dt / (n_0 + G t_1)`, ``pl_integrated``
+:math:`= \int B n p\,dt` (cm^-3), ``diffusion_length`` :math:`L = \sqrt{D_c\,\tau_\mathrm{avg,n}}`
+(cm), and the recombination shares: the fraction of the carriers put in (:math:`n_0 + G t_1`)
+that went through each channel by :math:`t_1`. For the loss channels of the model
+(``Model.loss_fluxes``) plus ``share_remaining`` (carriers still in :math:`n + n_d` at
+:math:`t_1`) they sum to 1 (carrier conservation); ``share_trapping``/``share_detrapping`` of
+``trap_detrap`` are gross flows between the band and the traps, not losses.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsim.models import get_model
+from jaxsim.params import ParameterError, broadcast
+
+E_INV = float(np.exp(-1.0))
+
+
+class Summary(NamedTuple):
+    """A registered summary: its unit, meaning and whether it needs the saved curve."""
+
+    unit: str
+    meaning: str
+    needs_curve: bool
+
+
+SUMMARIES: dict[str, Summary] = {
+    "tau_avg_n": Summary("s", "two-exponential fit of n(t)/n(0): sum(a tau^2)/sum(a tau)", True),
+    "tau_avg_pl": Summary("s", "two-exponential fit of PL(t)/PL(0): sum(a tau^2)/sum(a tau)", True),
+    "tau_mean_n": Summary("s", "first moment int t n dt / int n dt over [0, t1] (no fit)", False),
+    "tau_mean_pl": Summary("s", "first moment int t PL dt / int PL dt over [0, t1] (no fit)", False),
+    "tau_1e_n": Summary("s", "time at which n(t)/n(0) first falls to 1/e (inf: not in window)", True),
+    "tau_1e_pl": Summary("s", "time at which PL(t)/PL(0) first falls to 1/e (inf: not in window)", True),
+    "plqy": Summary("1", "photoluminescence quantum yield int B n p dt / (n0 + G t1)", False),
+    "pl_integrated": Summary("cm^-3", "time-integrated PL int B n p dt over [0, t1]", False),
+    "diffusion_length": Summary("cm", "sqrt(D_c tau_avg_n), D_c = diffusion_coefficient", True),
+    "share_trapping": Summary("1", "fraction of carriers captured by deep traps (gross)", False),
+    "share_detrapping": Summary("1", "fraction of carriers released from traps (gross)", False),
+    "share_bimolecular": Summary("1", "fraction of carriers lost radiatively", False),
+    "share_auger": Summary("1", "fraction of carriers lost by Auger recombination", False),
+    "share_trap_relaxation": Summary("1", "fraction lost from traps to the valence band", False),
+    "share_remaining": Summary("1", "fraction still in n + n_d at t1", False),
+}
+
+SHARE_CHANNELS = ("trapping", "detrapping", "bimolecular", "auger", "trap_relaxation")
+
+
+# -- two-exponential fit ---------------------------------------------------------------------
+
+
+class BiexpFit(NamedTuple):
+    """Result of :func:`biexp_fit` (``tau1 <= tau2``; times in the units of ``t``)."""
+
+    a1: jax.Array
+    tau1: jax.Array
+    a2: jax.Array
+    tau2: jax.Array
+    tau_avg: jax.Array
+    rss: jax.Array
+
+
+def _amplitudes(phi, y, w):
+    r"""Weighted linear least squares for the amplitudes given the basis ``phi`` (T, k).
+
+    A ridge of a few ulps of the trace keeps the normal matrix invertible when the two time
+    constants coincide (then the amplitude splits evenly, which leaves tau_avg unchanged).
+    """
+    m = phi.T @ (w[:, None] * phi)
+    b = phi.T @ (w * y)
+    k = m.shape[0]
+    eps = 100 * jnp.finfo(m.dtype).eps
+    m = m + eps * (jnp.trace(m) + jnp.finfo(m.dtype).tiny) * jnp.eye(k, dtype=m.dtype)
+    return jnp.linalg.solve(m, b)
+
+
+def _basis(t, log_taus):
+    return jnp.exp(-t[:, None] * jnp.exp(-log_taus)[None, :])
+
+
+def _vp_residual(log_taus, t, y, sw):
+    """Variable-projection residual: amplitudes eliminated by linear least squares."""
+    phi = _basis(t, log_taus)
+    a = _amplitudes(phi, y, sw**2)
+    return sw * (y - phi @ a)
+
+
+def biexp_fit(t, y, weights=None, *, iterations: int = 40, grid: int = 24) -> BiexpFit:
+    r"""Fit :math:`y(t) \approx a_1 e^{-t/\tau_1} + a_2 e^{-t/\tau_2}` by weighted least squares.
+
+    Variable projection: for given :math:`(\tau_1, \tau_2)` the amplitudes solve a 2x2 linear
+    least-squares problem, so the fit is over :math:`(\log\tau_1, \log\tau_2)` only. It starts
+    from the best pair on a log grid of ``grid`` values spanning :math:`10^{-3}` to
+    :math:`10^{2}` times the time span, then takes a fixed number of Levenberg-Marquardt steps
+    (Jacobian by forward-mode autodiff; log-taus kept within :math:`[10^{-4}, 10^{3}]` spans),
+    so it has a fixed cost and works under ``jit``/``vmap``. Single-exponential data give
+    :math:`\tau_\mathrm{avg} = \tau` (one amplitude vanishes or the taus merge). Never NaN for
+    finite input: a degenerate fit (e.g. all-zero data) falls back to the best single
+    exponential on the grid.
+
+    Args:
+        t: (T,) times (any unit; results are in the same unit). ``t`` need not start at 0.
+        y: (T,) data, typically normalised so that ``y[0] = 1``.
+        weights: (T,) non-negative weights of the squared residuals (0 drops a point:
+            use it to restrict the fit window with fixed shapes); default uniform.
+
+    Returns :class:`BiexpFit` with :math:`\tau_1 \le \tau_2` and
+    :math:`\tau_\mathrm{avg} = (a_1\tau_1^2 + a_2\tau_2^2)/(a_1\tau_1 + a_2\tau_2)`.
+    """
+    t = jnp.asarray(t)
+    dtype = jnp.result_type(t.dtype, jnp.asarray(y).dtype, jnp.float32)
+    t = t.astype(dtype)
+    y = jnp.asarray(y, dtype)
+    w = jnp.ones_like(y) if weights is None else jnp.asarray(weights, dtype)
+    w = jnp.where(jnp.isfinite(y) & jnp.isfinite(w), jnp.clip(w, 0.0), 0.0)
+    y = jnp.where(jnp.isfinite(y), y, 0.0)
+    # scale time to the weighted window and y to O(1), so the fit is dimensionless
+    active = w > 0
+    t_lo = jnp.min(jnp.where(active, t, jnp.inf))
+    t_hi = jnp.max(jnp.where(active, t, -jnp.inf))
+    t_lo = jnp.where(jnp.isfinite(t_lo), t_lo, t[0])
+    span = jnp.where(jnp.isfinite(t_hi) & (t_hi > t_lo), t_hi - t_lo, jnp.ptp(t) + 1)
+    span = jnp.where(span > 0, span, 1.0)
+    ts = t / span
+    ys_scale = jnp.max(jnp.where(active, jnp.abs(y), 0.0))
+    ys_scale = jnp.where(ys_scale > 0, ys_scale, 1.0)
+    ys = y / ys_scale
+    sw = jnp.sqrt(w / jnp.maximum(jnp.max(w), jnp.finfo(dtype).tiny))
+
+    lo, hi = float(np.log(1e-4)), float(np.log(1e3))
+    g = jnp.linspace(float(np.log(1e-3)), float(np.log(1e2)), grid, dtype=dtype)
+    i, j = np.triu_indices(grid, k=1)
+    pairs = jnp.stack([g[i], g[j]], axis=-1)  # (P, 2), tau1 < tau2
+
+    def rss_of(p):
+        r = _vp_residual(p, ts, ys, sw)
+        return jnp.sum(r**2)
+
+    rss_grid = jax.vmap(rss_of)(pairs)
+    rss_grid = jnp.where(jnp.isfinite(rss_grid), rss_grid, jnp.inf)
+    p0 = pairs[jnp.argmin(rss_grid)]
+    # single-exponential fallback: best single tau on the grid
+    rss1 = jax.vmap(lambda lt: jnp.sum(_vp_residual(lt[None], ts, ys, sw) ** 2))(g)
+    tau_single = jnp.exp(g[jnp.argmin(jnp.where(jnp.isfinite(rss1), rss1, jnp.inf))])
+
+    def lm_step(_, state):
+        p, rss, lam = state
+        r = _vp_residual(p, ts, ys, sw)
+        jac = jax.jacfwd(_vp_residual)(p, ts, ys, sw)
+        jtj = jac.T @ jac
+        grad = jac.T @ r
+        damp = lam * (jnp.diag(jtj) + 1e-12) + jnp.finfo(dtype).eps
+        step = jnp.linalg.solve(jtj + jnp.diag(damp), -grad)
+        trial = jnp.clip(p + step, lo, hi)
+        rss_t = rss_of(trial)
+        better = jnp.isfinite(rss_t) & (rss_t < rss) & jnp.all(jnp.isfinite(step))
+        p = jnp.where(better, trial, p)
+        rss = jnp.where(better, rss_t, rss)
+        lam = jnp.where(better, lam * 0.3, lam * 10.0)
+        lam = jnp.clip(lam, 1e-12, 1e12)
+        return p, rss, lam
+
+    p, rss, _ = jax.lax.fori_loop(0, iterations, lm_step,
+                                  (p0, rss_of(p0), jnp.asarray(1e-2, dtype)))
+    p = jnp.sort(p)
+    a = _amplitudes(_basis(ts, p), ys, sw**2)
+    taus = jnp.exp(p)
+    num = jnp.sum(a * taus**2)
+    den = jnp.sum(a * taus)
+    tau_avg = num / den
+    ok = jnp.isfinite(tau_avg) & (den > 0) & (tau_avg > 0)
+    tau_avg = jnp.where(ok, tau_avg, tau_single)
+    # amplitudes refer to exp(-t/tau), i.e. the value at t = 0 (not at the window start)
+    amp = a * ys_scale
+    return BiexpFit(a1=amp[0], tau1=taus[0] * span, a2=amp[1], tau2=taus[1] * span,
+                    tau_avg=tau_avg * span, rss=rss * ys_scale**2)
+
+
+def window_weights(t, window=None):
+    """0/1 weights selecting ``window = (t_min, t_max)`` (inclusive) of the times ``t``."""
+    t = jnp.asarray(t)
+    if window is None:
+        return jnp.ones_like(t)
+    t_min, t_max = window
+    return ((t >= t_min) & (t <= t_max)).astype(t.dtype)
+
+
+# -- fit-free lifetimes -------------------------------------------------------------------------
+
+
+def first_moment(t, y):
+    r"""Fit-free mean lifetime :math:`\int t\,y\,dt / \int y\,dt` of a saved curve (trapezoid).
+
+    Prefer ``Solution.integrals`` (integrated with the ODE) when the curve is coarse.
+    """
+    t = jnp.asarray(t)
+    y = jnp.asarray(y)
+    return jnp.trapezoid(t * y, t, axis=-1) / jnp.trapezoid(y, t, axis=-1)
+
+
+def tau_1e(t, y):
+    r"""First time at which ``y / y[0]`` falls to :math:`1/e`.
+
+    Interpolated linearly in :math:`\log y` between the bracketing samples (exact for an
+    exponential). ``inf`` when the curve stays above :math:`1/e` within ``t`` (the lifetime is
+    longer than the window), never NaN for finite positive ``y[0]``. Batched over leading axes.
+    """
+    t = jnp.asarray(t)
+    y = jnp.asarray(y)
+    r = y / y[..., :1]
+    below = r <= E_INV
+    found = jnp.any(below, axis=-1)
+    k = jnp.argmax(below, axis=-1)
+    km = jnp.maximum(k - 1, 0)
+    r1 = jnp.take_along_axis(r, km[..., None], -1)[..., 0]
+    r2 = jnp.take_along_axis(r, k[..., None], -1)[..., 0]
+    t1 = t[km]
+    t2 = t[k]
+    tiny = jnp.finfo(r.dtype).tiny
+    l1, l2 = jnp.log(jnp.maximum(r1, tiny)), jnp.log(jnp.maximum(r2, tiny))
+    frac = jnp.where(l1 > l2, (l1 + 1.0) / jnp.where(l1 > l2, l1 - l2, 1.0), 0.0)
+    frac = jnp.clip(frac, 0.0, 1.0)
+    cross = jnp.where(k > 0, t1 + frac * (t2 - t1), t[0])
+    return jnp.where(found, cross, jnp.inf)
+
+
+def diffusion_length(tau, diffusion_coefficient=0.017):
+    r"""Diffusion length :math:`L = \sqrt{D_c\,\tau}` in cm (tau in s, D_c in cm^2 s^-1)."""
+    return jnp.sqrt(diffusion_coefficient * jnp.asarray(tau))
+
+
+def normalised(y):
+    """A decay divided by its first sample (``y / y[..., :1]``)."""
+    y = jnp.asarray(y)
+    return y / y[..., :1]
+
+
+# -- summaries of a Solution --------------------------------------------------------------------
+
+
+def _param(solution, name, shape):
+    values = broadcast(solution.params).values
+    if name not in values:
+        return jnp.zeros(shape)
+    return jnp.broadcast_to(values[name], shape)
+
+
+def carriers_in(solution):
+    r"""Carriers put in by :math:`t_1`: :math:`n_0 + G t_1` (cm^-3), batch-shaped."""
+    shape = jnp.shape(solution.status)
+    t1 = solution.t[-1]
+    return _param(solution, "n0", shape) + _param(solution, "G", shape) * t1
+
+
+def recombination_shares(solution) -> dict:
+    r"""Fraction of the carriers put in (:math:`n_0 + G t_1`) that went through each channel.
+
+    ``share_<channel>`` for every flux the model reports (the others are 0), and
+    ``share_remaining`` = (n + n_d)(t_1) / (n_0 + G t_1). Over ``Model.loss_fluxes`` plus
+    ``share_remaining`` the shares sum to 1 (for ``btd``: electrons, n + n_t).
+    """
+    model = get_model(solution.model)
+    total = carriers_in(solution)
+    out = {}
+    for ch in SHARE_CHANNELS:
+        if ch in solution.integrals:
+            out[f"share_{ch}"] = solution.integrals[ch] / total
+        else:
+            out[f"share_{ch}"] = jnp.zeros_like(total)
+    held = sum(solution.final[s] for s in model.state_names if s != "n_h")
+    out["share_remaining"] = held / total
+    return out
+
+
+#: ``biexp_fit`` over a batch of curves (B, T) on one time grid (T,) with weights (T,), jitted
+biexp_fit_batch = jax.jit(jax.vmap(biexp_fit, in_axes=(None, 0, None)))
+
+
+def _vmap_fit(t, curves, w):
+    flat = jnp.reshape(curves, (-1, curves.shape[-1]))
+    fit = biexp_fit_batch(t, flat, w)
+    return jnp.reshape(fit.tau_avg, curves.shape[:-1])
+
+
+def summaries(solution, names, diffusion_coefficient=0.017, *, window=None) -> dict:
+    """Named summaries (see :data:`SUMMARIES`) of a :class:`jaxsim.solve.Solution`, batch-shaped.
+
+    Curve-based summaries (``tau_avg_*``, ``tau_1e_*``, ``diffusion_length``) use the saved
+    times; ``tau_avg_*`` fit the decay normalised to its first saved sample over ``window``
+    ``(t_min, t_max)`` in s (default: all saved times). ``diffusion_length`` is in cm.
+    """
+    names = (names,) if isinstance(names, str) else tuple(names)
+    for name in names:
+        if name not in SUMMARIES:
+            raise ParameterError(
+                f"summary {name!r} is not known: expected one of {', '.join(SUMMARIES)}")
+    if not (np.isfinite(diffusion_coefficient) and diffusion_coefficient > 0):
+        raise ParameterError(
+            f"diffusion_coefficient = {diffusion_coefficient!r}: expected a positive number "
+            "in cm^2/s")
+    t = jnp.asarray(solution.t)
+    w = window_weights(t, window)
+    integ = solution.integrals
+    out = {}
+    cache = {}
+
+    def tau_avg(which):
+        if which not in cache:
+            y = solution.n if which == "n" else solution.pl
+            cache[which] = _vmap_fit(t, normalised(y), w)
+        return cache[which]
+
+    shares = None
+    for name in names:
+        if name == "tau_avg_n":
+            out[name] = tau_avg("n")
+        elif name == "tau_avg_pl":
+            out[name] = tau_avg("pl")
+        elif name == "tau_mean_n":
+            out[name] = integ["t_n"] / integ["n"]
+        elif name == "tau_mean_pl":
+            out[name] = integ["t_pl"] / integ["pl"]
+        elif name == "tau_1e_n":
+            out[name] = tau_1e(t, solution.n)
+        elif name == "tau_1e_pl":
+            out[name] = tau_1e(t, solution.pl)
+        elif name == "plqy":
+            out[name] = integ["pl"] / carriers_in(solution)
+        elif name == "pl_integrated":
+            out[name] = integ["pl"]
+        elif name == "diffusion_length":
+            out[name] = diffusion_length(tau_avg("n"), diffusion_coefficient)
+        else:
+            if shares is None:
+                shares = recombination_shares(solution)
+            out[name] = shares[name]
+    return out
+
+
+__all__ = ["SUMMARIES", "Summary", "BiexpFit", "biexp_fit", "biexp_fit_batch", "window_weights", "first_moment",
+           "tau_1e", "diffusion_length", "normalised", "carriers_in", "recombination_shares",
+           "summaries"]
