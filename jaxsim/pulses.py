@@ -1,0 +1,452 @@
+r"""Repeated pulses: the one-period map, its periodic steady state, and carrier accumulation.
+
+At repetition rate :math:`f` (period :math:`T = 1/f`) each pulse adds the model's pulse
+increment :math:`\Delta = y_0(n_0)` (``model.initial_state``: :math:`n_0` free carriers; for
+``btd`` also :math:`n_0` holes) to whatever is left from the previous pulses. With
+:math:`z` the state just after a pulse, one period is the map
+
+.. math::
+
+    F(z) = \Phi_T(z) + \Delta,
+
+:math:`\Phi_T` the flow of the fast rate equations (including a CW generation :math:`G`) over one
+period. What TCSPC measures after :math:`10^6`–:math:`10^8` pulses is the fixed point
+:math:`z^* = F(z^*)`, the periodic steady state. We find it by Newton's method on
+:math:`r(z) = F(z) - z` with the exact Jacobian :math:`\partial F/\partial z` from forward-mode
+JAX through the ODE solve (``jax.jacfwd``; a 2×2 or 3×3 matrix), falling back to plain
+fixed-point iteration (pulse by pulse) when Newton does not converge. :func:`brute_force`
+simulates pulse by pulse for reference.
+
+Carrier accumulation (PEARS, Péan et al.): with :math:`F_1` the PL decay after the first pulse
+(from the dark, or from the CW steady state when :math:`G > 0`) and :math:`F_s` the
+steady-state decay,
+
+.. math::
+
+    \mathrm{CA} = 100\,\% \times \max_{t \in [0, T]}
+        \left| \frac{F_1(t)}{F_1(0)} - \frac{F_s(t)}{F_s(0)} \right|,
+
+evaluated, as PEARS does, on :math:`t = 0` plus log-spaced times from :math:`10^{-4}` ns to
+:math:`T`.
+
+All fast solves are scaled like the core (:math:`u = n/n_\mathrm{ref}`, time in
+``config.t_ref``); :func:`periodic_steady_state` lets the caller choose :math:`n_\mathrm{ref}` per
+lane, which CW-only or dark lanes (:math:`n_0 = 0`) need.
+"""
+
+from __future__ import annotations
+
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsim.models import Model, get_model, pl_scale
+from jaxsim.params import ParameterError, Params, broadcast, make_params
+from jaxsim.solve import (DTYPES, FAILED, MAX_STEPS, NON_FINITE, SOLVERS, SUCCESS, ScaledSolution,
+                          Solution, SolverConfig, STIFF_THRESHOLD)
+
+#: PEARS evaluates carrier accumulation on t = 0 plus this many log-spaced times from 1e-4 ns to T
+ACCUMULATION_POINTS = 2001
+#: default Newton tolerance on max_i |F_i(z) - z_i| / (1 + |z_i|) (scaled units)
+NEWTON_TOL = 1e-9
+
+
+def _integrand_names(model: Model) -> tuple[str, ...]:
+    return ("pl", "t_pl", "n", "t_n") + tuple(model.fluxes_reported)
+
+
+def _status(result):
+    return jnp.where(
+        result == diffrax.RESULTS.successful, SUCCESS,
+        jnp.where(result == diffrax.RESULTS.max_steps_reached, MAX_STEPS, FAILED)).astype(jnp.int32)
+
+
+def _controller(config: SolverConfig):
+    return diffrax.PIDController(rtol=config.rtol, atol=config.abs_tol)
+
+
+def advance(model: Model, c: dict, y0: tuple, t1, config: SolverConfig, solver: str = "tsit5",
+            forward: bool = False):
+    """State after scaled time ``t1`` from state ``y0`` at 0: :math:`\\Phi_{t_1}(y_0)`.
+
+    Pure; ``forward=True`` makes it differentiable with ``jax.jvp``/``jacfwd`` (diffrax
+    ``ForwardMode``). Returns ``(y1, status)``.
+    """
+    dtype = DTYPES[config.dtype]
+    c = {k: jnp.asarray(v, dtype) for k, v in c.items()}
+    y0 = tuple(jnp.asarray(v, dtype) for v in y0)
+    adjoint = diffrax.ForwardMode() if forward else diffrax.RecursiveCheckpointAdjoint()
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(lambda t, y, args: tuple(model.vector_field(t, y, c))),
+        SOLVERS[solver](), t0=jnp.zeros((), dtype), t1=jnp.asarray(t1, dtype), dt0=None, y0=y0,
+        saveat=diffrax.SaveAt(t1=True), stepsize_controller=_controller(config),
+        max_steps=config.max_steps, throw=False, adjoint=adjoint)
+    return tuple(v[-1] for v in sol.ys), _status(sol.result)
+
+
+def flow(model: Model, c: dict, y0: tuple, ts, t1, config: SolverConfig,
+         solver: str = "tsit5") -> ScaledSolution:
+    """Solve from state ``y0`` at 0 to ``t1`` (scaled), saving at ``ts`` (<= ``t1``).
+
+    Like :func:`jaxsim.solve.solve_scaled` (same :class:`ScaledSolution`, same integrals of PL,
+    t PL, n, t n and every reported flux over [0, t1]) but from an arbitrary state and with the
+    end time independent of the save times, as one period of a pulse train needs.
+    """
+    dtype = DTYPES[config.dtype]
+    c = {k: jnp.asarray(v, dtype) for k, v in c.items()}
+    names = _integrand_names(model)
+    k = len(model.state_names)
+
+    def field(t, y, args):
+        state = y[:k]
+        pl = model.pl(state, c)
+        fl = model.fluxes(state, c)
+        u = state[0]
+        return (tuple(model.vector_field(t, state, c)) + (pl, t * pl, u, t * u)
+                + tuple(fl[name] for name in model.fluxes_reported))
+
+    y0 = tuple(jnp.asarray(v, dtype) for v in y0) + tuple(jnp.zeros((), dtype) for _ in names)
+    saveat = diffrax.SaveAt(subs=[
+        diffrax.SubSaveAt(ts=jnp.asarray(ts, dtype), fn=lambda t, y, args: y[:k]),
+        diffrax.SubSaveAt(t1=True)])
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(field), SOLVERS[solver](), t0=jnp.zeros((), dtype),
+        t1=jnp.asarray(t1, dtype), dt0=None, y0=y0, saveat=saveat,
+        stepsize_controller=_controller(config), max_steps=config.max_steps, throw=False)
+    ys, last = sol.ys
+    last = tuple(v[-1] for v in last)
+    status = _status(sol.result)
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in (*ys, *last)]))
+    status = jnp.where((status == SUCCESS) & ~finite, NON_FINITE, status)
+    return ScaledSolution(ys=tuple(ys), integrals=dict(zip(names, last[k:])), final=last[:k],
+                          status=status, num_steps=jnp.asarray(sol.stats["num_steps"], jnp.int32))
+
+
+def pulse_increment(model: Model, c: dict) -> jax.Array:
+    """What one pulse adds to the state (scaled), as an array: ``model.initial_state(c)``."""
+    return jnp.stack([jnp.asarray(v) for v in model.initial_state(c)])
+
+
+class PeriodicState(eqx.Module):
+    """Fixed point of the one-period map (scaled), and how it was found."""
+
+    z: jax.Array  # state just after the pulse, (n_state,)
+    residual: jax.Array  # max_i |F_i(z) - z_i| / (1 + |z_i|)
+    iterations: jax.Array  # Newton iterations + fixed-point iterations
+    converged: jax.Array  # bool
+    newton: jax.Array  # bool: Newton converged (no fallback)
+    status: jax.Array  # worst solver status met
+
+
+def periodic_state(model: Model, c: dict, t_period, config: SolverConfig, solver: str = "tsit5",
+                   *, z0=None, increment=None, tol: float = NEWTON_TOL, max_newton: int = 30,
+                   max_fixed: int = 3000) -> PeriodicState:
+    r"""Periodic steady state :math:`z^* = \Phi_T(z^*) + \Delta` (scaled units; pure, vmappable).
+
+    Newton: :math:`z \leftarrow \max(0, z - M^{-1}(F(z) - z))` with :math:`M = J - I`,
+    :math:`J = \partial F/\partial z` by ``jax.jacfwd`` through the solve; stops when
+    :math:`\max_i |F_i(z) - z_i| / (1 + |z_i|) \le \mathrm{tol}` (scaled units, u ~ 1).
+
+    Conserved quantities: a linear invariant :math:`w \cdot y` of the flow that the pulse does
+    not change (``btd``: :math:`n_e + n_t - n_h`, charge neutrality) makes :math:`M` singular
+    (:math:`w^\top M = 0`) and the fixed points a family; the physical one keeps the invariant
+    of the starting state. Newton keeps it by deflation: each left singular vector :math:`u`
+    of :math:`M` with a negligible singular value adds :math:`u u^\top` to :math:`M`, which
+    imposes :math:`u \cdot \delta z = 0` and leaves the other equations unchanged (since
+    :math:`u \perp` the range of :math:`M` and the residual).
+
+    If Newton has not converged after ``max_newton`` steps (or left the finite states), the
+    same loop continues as plain iteration :math:`z \leftarrow F(z)` (pulse by pulse) for up to
+    ``max_fixed`` pulses. ``increment`` overrides :math:`\Delta` (zero gives the CW steady
+    state); ``z0`` the starting state (default :math:`\Delta`, i.e. the first pulse from the
+    dark).
+    """
+    inc = pulse_increment(model, c) if increment is None else jnp.asarray(increment)
+    dtype = DTYPES[config.dtype]
+    inc = inc.astype(dtype)
+    k = inc.shape[0]
+    eye = jnp.eye(k, dtype=dtype)
+    big = jnp.asarray(jnp.inf, dtype)
+
+    def F(z):
+        y, st = advance(model, c, tuple(z[i] for i in range(k)), t_period, config, solver, True)
+        fz = jnp.stack(y) + inc
+        return fz, (fz, st)
+
+    def cond(s):
+        z, it, res, st, newton_ok = s
+        return (it < max_newton + max_fixed) & (res > tol)
+
+    def body(s):
+        z, it, res, st, _ = s
+        jac, (fz, st1) = jax.jacfwd(F, has_aux=True)(z)
+        r = fz - z
+        res_z = jnp.max(jnp.abs(r) / (1.0 + jnp.abs(z)))
+        res_z = jnp.where(jnp.isfinite(res_z), res_z, big)
+        m = jac - eye
+        u, sv, _vt = jnp.linalg.svd(m)
+        scale = jnp.maximum(1.0, sv[0])
+        null = (sv < 1e-10 * scale).astype(dtype)
+        m_defl = m + scale * (u * null) @ u.T
+        dz = jnp.linalg.solve(m_defl, -r)
+        z_newton = jnp.maximum(z + dz, 0.0)
+        use_newton = (it < max_newton) & jnp.all(jnp.isfinite(z_newton))
+        z_next = jnp.where(use_newton, z_newton, fz)
+        # fall back to the pulse-by-pulse state if the iterate is not finite
+        z_next = jnp.where(jnp.all(jnp.isfinite(z_next)), z_next, inc)
+        z_out = jnp.where(res_z > tol, z_next, z)
+        return z_out, it + 1, res_z, jnp.maximum(st, st1), it <= max_newton
+
+    z_start = inc if z0 is None else jnp.asarray(z0, dtype)
+    s = (z_start, jnp.asarray(0), big, jnp.asarray(0, jnp.int32), jnp.asarray(True))
+    z, it, res, st, newton_ok = jax.lax.while_loop(cond, body, s)
+    converged = res <= tol
+    # `it` counts evaluations; the last one only confirmed convergence
+    return PeriodicState(z=z, residual=res, iterations=it - converged.astype(it.dtype),
+                         converged=converged, newton=converged & newton_ok, status=st)
+
+
+def brute_force(model: Model, c: dict, t_period, n_pulses: int, config: SolverConfig,
+                solver: str = "tsit5", z0=None):
+    """Pulse-by-pulse reference: the states just after each of ``n_pulses`` pulses, (n, k)."""
+    inc = pulse_increment(model, c).astype(DTYPES[config.dtype])
+    k = inc.shape[0]
+
+    def step(z, _):
+        y, _st = advance(model, c, tuple(z[i] for i in range(k)), t_period, config, solver)
+        z_next = jnp.stack(y) + inc
+        return z_next, z
+
+    z_start = inc if z0 is None else jnp.asarray(z0)
+    _, zs = jax.lax.scan(step, z_start, None, length=n_pulses)
+    return zs
+
+
+# ---------------------------------------------------------------------------------------------
+# physical-unit, batched API
+# ---------------------------------------------------------------------------------------------
+
+def pears_times(period_s: float, points: int = ACCUMULATION_POINTS) -> np.ndarray:
+    """PEARS's accumulation grid: 0 and ``points`` log-spaced times from 1e-4 ns to T (in s)."""
+    return np.concatenate([[0.0], np.logspace(-13.0, np.log10(period_s), points)])
+
+
+def choose_period_solver(model: Model, values: dict, period_s) -> str:
+    """'tsit5' unless the stiffness index over one period exceeds the core's threshold."""
+    rate = np.asarray(model.max_rate({k: np.asarray(v) for k, v in values.items()}))
+    return "kvaerno5" if float(np.max(rate * np.asarray(period_s))) > STIFF_THRESHOLD else "tsit5"
+
+
+def _lane(model: Model, config: SolverConfig, solver: str, tol: float, max_newton: int,
+          max_fixed: int):
+    """One lane: periodic state, steady-state decay on ts, first-pulse decay, accumulation.
+
+    The steady state and the CW state before the first pulse (increment 0) are one vmapped
+    ``periodic_state``; both decays are one vmapped ``flow`` on the union of the user's times
+    and PEARS's grid, so each is traced once.
+    """
+    k = len(model.state_names)
+
+    def one(values, n_ref, rep_rate, ts, ts_acc):
+        c = model.coefficients(values, n_ref, config.t_ref)
+        t_period = 1.0 / (rep_rate * config.t_ref)
+        inc = pulse_increment(model, c)
+        incs = jnp.stack([inc, jnp.zeros_like(inc)])
+        ps = jax.vmap(lambda i, z0: periodic_state(
+            model, c, t_period, config, solver, z0=z0, increment=i, tol=tol,
+            max_newton=max_newton, max_fixed=max_fixed))(incs, incs)
+        # steady state; first pulse = CW steady state (zero when G = 0) plus one pulse
+        starts = jnp.stack([ps.z[0], ps.z[1] + inc])
+        n_ts = ts.shape[0]
+        # clip: a save time equal to the period may exceed it by an ulp after scaling
+        t_all = jnp.minimum(jnp.concatenate([ts, ts_acc]), t_period)
+        order = jnp.argsort(t_all)
+        inverse = jnp.argsort(order)
+        sols = jax.vmap(lambda z: flow(model, c, tuple(z[i] for i in range(k)), t_all[order],
+                                       t_period, config, solver))(starts)
+        ys = tuple(y[:, inverse] for y in sols.ys)
+        on_ts = tuple(y[:, :n_ts] for y in ys)
+        on_acc = tuple(y[:, n_ts:] for y in ys)
+        pl = model.pl(on_acc, c)  # (2, n_acc)
+        ca = 100.0 * jnp.max(jnp.abs(pl[1] / pl[1, 0] - pl[0] / pl[0, 0]))
+        pick = lambda i: ScaledSolution(  # noqa: E731
+            ys=tuple(y[i] for y in on_ts),
+            integrals={kk: v[i] for kk, v in sols.integrals.items()},
+            final=tuple(y[i] for y in sols.final), status=sols.status[i],
+            num_steps=sols.num_steps[i])
+        status = jnp.maximum(jnp.max(ps.status), jnp.max(sols.status))
+        return dict(z=ps.z[0], residual=ps.residual[0], iterations=ps.iterations[0],
+                    converged=ps.converged[0] & ps.converged[1], newton=ps.newton[0],
+                    steady=pick(0), first=pick(1), accumulation=ca, status=status)
+
+    return one
+
+
+_CACHE: dict = {}
+
+
+def _batched(model, config, solver, tol, max_newton, max_fixed):
+    key = (model, config, solver, tol, max_newton, max_fixed)
+    if key not in _CACHE:
+        _CACHE[key] = jax.jit(jax.vmap(_lane(model, config, solver, tol, max_newton, max_fixed),
+                                       in_axes=(0, 0, 0, None, 0)))
+    return _CACHE[key]
+
+
+class PulseTrainResult(eqx.Module):
+    """Periodic steady state of a pulse train (see module docstring).
+
+    ``solution``: the steady-state pulse on the requested times (a :class:`Solution`, integrals
+    over the whole period); ``first``: the first pulse (from the dark, or from the CW steady
+    state if G > 0); ``carrier_accumulation_percent``: PEARS's CA; ``iterations`` (Newton plus
+    any fixed-point pulses); ``converged``; ``newton`` (converged without the fallback);
+    ``residual`` (max_i |F_i(z) - z_i| / (1 + |z_i|), scaled); ``start`` (state just after the pulse
+    in the steady state, cm^-3, by state name); ``rep_rate`` (Hz).
+    """
+
+    solution: Solution
+    first: Solution
+    carrier_accumulation_percent: object
+    iterations: object
+    converged: object
+    newton: object
+    residual: object
+    start: dict
+    rep_rate: object
+
+
+def _physical(model: Model, params: Params, flat: dict, n_ref, out: ScaledSolution, ts, shape,
+              config: SolverConfig, solver: str) -> Solution:
+    tr = config.t_ref
+
+    def phys(x, scale):
+        x = jnp.asarray(x)
+        return jnp.reshape(x * scale[(...,) + (None,) * (x.ndim - 1)], shape + x.shape[1:])
+
+    states = {nm: phys(y, n_ref) for nm, y in zip(model.state_names, out.ys)}
+    final = {nm: phys(y, n_ref) for nm, y in zip(model.state_names, out.final)}
+    c = model.coefficients(flat, n_ref, tr)
+    c = {k: jnp.asarray(v)[:, None] for k, v in c.items()}
+    pls = pl_scale(flat, n_ref)
+    pl = phys(model.pl(out.ys, c), pls)
+    scales = {"pl": pls * tr, "t_pl": pls * tr**2, "n": n_ref * tr, "t_n": n_ref * tr**2}
+    integ = {k: phys(v, scales.get(k, n_ref)) for k, v in out.integrals.items()}
+    return Solution(model=model.name, t=jnp.asarray(ts), states=states, pl=pl, integrals=integ,
+                    final=final, status=jnp.reshape(out.status, shape),
+                    num_steps=jnp.reshape(out.num_steps, shape), params=params, solver=solver)
+
+
+def steady_state_decay(model, params: Params | dict | None, ts, rep_rate,
+                       config: SolverConfig | None = None, *, tol: float = NEWTON_TOL,
+                       max_newton: int = 30, max_fixed: int = 3000,
+                       accumulation_points: int = ACCUMULATION_POINTS) -> PulseTrainResult:
+    """The periodic steady-state decay of a pulse train at ``rep_rate`` (Hz).
+
+    Args:
+        model: model name or object (every model: ``trap_detrap``, ``abc``, ``effective``,
+            ``btd``); a CW bias is the model's ``G`` (cm^-3 s^-1).
+        params: :class:`Params` or dict of physical values; arrays broadcast to a batch.
+        ts: save times in s within one period, ``0 <= ts[-1] <= 1/rep_rate``.
+        rep_rate: repetition rate in Hz, > 0; scalar or an array broadcasting with the batch
+            (a sweep axis).
+        config: :class:`SolverConfig`; ``solver="auto"`` picks Kvaerno5 when
+            max_rate / rep_rate > 1e5.
+
+    Returns a :class:`PulseTrainResult`. Failures to converge are reported in ``converged`` and
+    the solutions' ``status``, never as silent NaN.
+    """
+    model = get_model(model)
+    if params is None:
+        params = make_params(model)
+    elif not isinstance(params, Params):
+        params = make_params(model, params)
+    elif params.model != model.name:
+        raise ParameterError(f"params are for model {params.model!r}, not {model.name!r}")
+    config = config or SolverConfig()
+    rr = np.asarray(rep_rate, dtype=float)
+    if rr.size == 0 or not np.all(np.isfinite(rr)) or np.any(rr <= 0):
+        bad = rr[~(np.isfinite(rr) & (rr > 0))].flat[0] if rr.size else rep_rate
+        raise ParameterError(f"rep_rate = {bad!r} is not allowed: expected a finite repetition "
+                             "rate > 0 Hz")
+    from jaxsim.solve import check_times
+
+    ts = check_times(ts)
+    t_max = 1.0 / float(np.max(rr))
+    if ts[-1] > t_max * (1 + 1e-12):
+        raise ParameterError(
+            f"times extend to {ts[-1]!r} s, beyond one period 1/rep_rate = {t_max!r} s: expected "
+            "save times within one period")
+    p = broadcast(params)
+    try:
+        shape = jnp.broadcast_shapes(p.batch_shape, rr.shape)
+    except ValueError:
+        raise ParameterError(f"rep_rate shape {rr.shape} does not broadcast with the parameter "
+                             f"batch shape {p.batch_shape}") from None
+    flat = {k: jnp.reshape(jnp.broadcast_to(v, shape), (-1,)) for k, v in p.values.items()}
+    rr_flat = np.reshape(np.broadcast_to(rr, shape), (-1,))
+    solver = config.solver
+    if solver == "auto":
+        solver = choose_period_solver(model, flat, 1.0 / rr_flat)
+    dtype = DTYPES[config.dtype]
+    ts_scaled = jnp.asarray(ts / config.t_ref, dtype)
+    ts_acc = np.stack([pears_times(1.0 / f, accumulation_points) for f in rr_flat])
+    ts_acc[:, -1] = np.minimum(ts_acc[:, -1], 1.0 / rr_flat)
+    ts_acc = jnp.asarray(ts_acc / config.t_ref, dtype)
+    n_ref = flat["n0"]
+    fn = _batched(model, config, solver, float(tol), int(max_newton), int(max_fixed))
+    out = fn(flat, n_ref, jnp.asarray(rr_flat, dtype), ts_scaled, ts_acc)
+    steady = _physical(model, params, flat, n_ref, out["steady"], ts, shape, config, solver)
+    first = _physical(model, params, flat, n_ref, out["first"], ts, shape, config, solver)
+    steady = eqx.tree_at(lambda s: s.status, steady, jnp.reshape(out["status"], shape))
+    z = out["z"]
+    start = {nm: jnp.reshape(z[:, i] * n_ref, shape) for i, nm in enumerate(model.state_names)}
+
+    def sc(x):
+        x = np.reshape(np.asarray(x), shape)
+        return x.item() if x.ndim == 0 else x
+
+    return PulseTrainResult(
+        solution=steady, first=first, carrier_accumulation_percent=sc(out["accumulation"]),
+        iterations=sc(out["iterations"]), converged=sc(out["converged"]),
+        newton=sc(out["newton"]), residual=sc(out["residual"]), start=start,
+        rep_rate=sc(rr_flat))
+
+
+def periodic_steady_state(model, values: dict, rep_rate, n_ref, ts, config: SolverConfig,
+                          solver: str = "tsit5", *, tol: float = NEWTON_TOL,
+                          max_newton: int = 30, max_fixed: int = 3000):
+    """Batched periodic steady states from raw (unvalidated) physical values, for other modules.
+
+    ``values``: dict of arrays (lanes,) in physical units, ``n0`` may be 0 (CW only or dark);
+    ``n_ref`` (lanes,) the density scale of each lane; ``rep_rate`` (lanes,) Hz; ``ts`` save
+    times in s common to all lanes (within every lane's period). Returns a dict with ``z``
+    (lanes, k) scaled start state, ``steady`` (a :class:`ScaledSolution`), ``converged``,
+    ``iterations``, ``status``.
+    """
+    model = get_model(model)
+    dtype = DTYPES[config.dtype]
+    key = ("pss", model, config, solver, tol, max_newton, max_fixed)
+    if key not in _CACHE:
+        def one(vals, nref, f, ts_s):
+            c = model.coefficients(vals, nref, config.t_ref)
+            t_period = 1.0 / (f * config.t_ref)
+            ps = periodic_state(model, c, t_period, config, solver, tol=tol,
+                                max_newton=max_newton, max_fixed=max_fixed)
+            k = len(model.state_names)
+            steady = flow(model, c, tuple(ps.z[i] for i in range(k)),
+                          jnp.minimum(ts_s, t_period), t_period, config, solver)
+            return dict(z=ps.z, steady=steady, converged=ps.converged,
+                        iterations=ps.iterations, status=jnp.maximum(ps.status, steady.status))
+
+        _CACHE[key] = jax.jit(jax.vmap(one, in_axes=(0, 0, 0, None)))
+    ts_scaled = jnp.asarray(np.asarray(ts, float) / config.t_ref, dtype)
+    vals = {k: jnp.asarray(v, dtype) for k, v in values.items()}
+    return _CACHE[key](vals, jnp.asarray(n_ref, dtype), jnp.asarray(rep_rate, dtype), ts_scaled)
+
+
+__all__ = ["advance", "flow", "pulse_increment", "PeriodicState", "periodic_state", "brute_force",
+           "pears_times", "PulseTrainResult", "steady_state_decay", "periodic_steady_state",
+           "ACCUMULATION_POINTS", "NEWTON_TOL"]
