@@ -1,0 +1,482 @@
+r"""Throughput benchmark: a SciPy loop, the naive diffrax vmap and the jaxsim engine, side by side.
+
+One random ``trap_detrap`` grid (log-uniform A 1e5-1e8, D 1e5-1e8 with 10 % exact zeros,
+K1 1e2-1e7, n0 1e15-1e18; B, C at their defaults), one window [0, 2 us], one process. For each
+way of solving and each output kind:
+
+- ``summary``: ``tau_mean_pl`` (first moment of PL) and ``plqy``;
+- ``curves``: n(t) and PL(t) on 1000 evenly spaced times;
+
+it reports points/s (steady state, compile excluded), ``compile_s``, ``max_rel_err`` against a
+float64 SciPy Radau solve (rtol 1e-11) on a subsample, and ``peak_rss_mb`` (the resident set
+sampled while the row ran). The ways of solving:
+
+- ``scipy``: ``solve_ivp(method="RK45", rtol=1e-6)`` in a Python loop on a subsample
+  (extrapolated: points/s is subsample size / time); summaries from two extra integrated states.
+- ``diffrax_naive``: ``jit(vmap(diffeqsolve(Tsit5, PIDController(1e-6), SaveAt(ts=1000 points))))``
+  on unsorted chunks; summaries from the saved PL curve (trapezoid rule), the naive way.
+- ``jaxsim``: :func:`jaxsim.engine.chunk_solver`, sorted chunks (:func:`jaxsim.engine.solve_points`).
+
+Relative error of a summary is :math:`|x - x_\mathrm{ref}| / |x_\mathrm{ref}|`; of a curve
+:math:`\max_t |y - y_\mathrm{ref}| / (|y_\mathrm{ref}| + f\max_t |y_\mathrm{ref}|)` with
+:math:`f = 10^{-6}` for n(t) and :math:`10^{-12}` for PL(t) :math:`\propto n^2`: relative down
+to n = 1e-6 n0, the ratio atol/rtol of the solves, below which the tolerance is absolute.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import platform
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+T1 = 2e-6
+N_CURVE = 1000
+SUMMARY_NAMES = ("tau_mean_pl", "plqy")
+#: curve points count down to this fraction of the peak: n >= 1e-6 n0 (atol / rtol, below it the
+#: tolerance is absolute), PL ~ n^2 >= 1e-12 PL(0)
+CURVE_FLOOR = {"curve_n": 1e-6, "curve_pl": 1e-12}
+RTOL = 1e-6
+#: the engine's tolerance: global error grows to ~5x rtol over the window, and PL ~ n^2 doubles
+#: it, so rtol 1e-6 gives max errors of ~1e-5 on curves; 2e-7 keeps them below (~15 % more steps)
+ENGINE_RTOL = 2e-7
+
+
+@dataclass(frozen=True)
+class BenchSizes:
+    """How many points each row solves (steady state is timed on these)."""
+
+    jaxsim: int
+    naive: int
+    scipy: int
+    reference: int
+    chunk: int
+    naive_chunk: int
+    memory_chunks: tuple
+    memory_points: int
+
+
+QUICK = BenchSizes(jaxsim=32768, naive=1024, scipy=24, reference=16, chunk=8192,
+                   naive_chunk=512, memory_chunks=(256, 1024, 4096), memory_points=16384)
+#: a smoke test of the machinery (numbers meaningless)
+TINY = BenchSizes(jaxsim=64, naive=16, scipy=3, reference=3, chunk=32, naive_chunk=16,
+                  memory_chunks=(32,), memory_points=64)
+FULL = BenchSizes(jaxsim=262144, naive=4096, scipy=200, reference=64, chunk=8192,
+                  naive_chunk=1024, memory_chunks=(256, 1024, 4096, 16384),
+                  memory_points=131072)
+
+
+def random_grid(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """The benchmark's trap_detrap points (physical units), log-uniform, 10 % with D = 0."""
+    rng = np.random.default_rng(seed)
+
+    def lu(lo, hi):
+        return 10 ** rng.uniform(np.log10(lo), np.log10(hi), n)
+
+    d = lu(1e5, 1e8)
+    d[rng.random(n) < 0.1] = 0.0
+    return dict(A=lu(1e5, 1e8), D=d, K1=lu(1e2, 1e7), n0=lu(1e15, 1e18))
+
+
+def curve_times() -> np.ndarray:
+    return np.linspace(0.0, T1, N_CURVE)
+
+
+# -- resident memory -------------------------------------------------------------------------
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):  # not Linux: the process peak so far
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class PeakRSS:
+    """Context manager sampling the resident set every 5 ms; ``.peak_mb`` afterwards."""
+
+    def __enter__(self):
+        self.peak_mb = _rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(0.005):
+            self.peak_mb = max(self.peak_mb, _rss_mb())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, _rss_mb())
+
+
+# -- the ODE in scaled units, shared by the SciPy rows ------------------------------------------
+
+def _scaled_coefficients(p: dict, t_ref: float = 1e-9) -> dict:
+    from jaxsim.models import get_model
+
+    model = get_model("trap_detrap")
+    vals = {row.name: float(p.get(row.name, row.default)) for row in model.parameters}
+    return {k: float(v) for k, v in model.coefficients(vals, vals["n0"], t_ref).items()}
+
+
+def _rhs(c):
+    a, b, cc, d, k1 = c["a"], c["b"], c["c"], c["d"], c["k1"]
+
+    def f(t, y):
+        u, v = y[0], y[1]
+        pl = u * u
+        return np.array([-a * u - b * pl - cc * u**3 + d * v, a * u - d * v - k1 * v, pl, t * pl])
+
+    def jac(t, y):
+        u, v = y[0], y[1]
+        return np.array([[-a - 2 * b * u - 3 * cc * u * u, d, 0, 0],
+                         [a, -d - k1, 0, 0],
+                         [2 * u, 0, 0, 0],
+                         [2 * t * u, 0, 0, 0]])
+
+    return f, jac
+
+
+def _scipy_one(p, ts_s, method, rtol, atol, curves):
+    from scipy.integrate import solve_ivp
+
+    c = _scaled_coefficients(p)
+    f, jac = _rhs(c)
+    kw = dict(jac=jac) if method in ("Radau", "BDF", "LSODA") else {}
+    sol = solve_ivp(f, (0.0, ts_s[-1]), np.array([c["u0"], 0.0, 0.0, 0.0]), method=method,
+                    rtol=rtol, atol=atol, t_eval=ts_s if curves else None, **kw)
+    if not sol.success:
+        raise RuntimeError(f"scipy {method} failed at {p}: {sol.message}")
+    return c, sol
+
+
+def _physical(p, c, sol, curves, t_ref=1e-9):
+    """Summaries and curves in physical units from a scaled SciPy solution."""
+    n0, b = float(p["n0"]), float(p.get("B", 1e-10))
+    ipl, itpl = sol.y[2, -1], sol.y[3, -1]
+    out = {"tau_mean_pl": itpl / ipl * t_ref, "plqy": ipl * b * n0**2 * t_ref / n0}
+    if curves:
+        out["curve_n"] = sol.y[0] * n0
+        out["curve_pl"] = sol.y[0] ** 2 * b * n0**2
+    return out
+
+
+def reference(points: dict, ts: np.ndarray) -> list[dict]:
+    """Float64 Radau (rtol 1e-11, atol 1e-16 scaled, analytic Jacobian) at each point."""
+    ts_s = ts / 1e-9
+    out = []
+    for i in range(len(points["A"])):
+        p = {k: v[i] for k, v in points.items()}
+        c, sol = _scipy_one(p, ts_s, "Radau", 1e-11, 1e-16, True)
+        out.append(_physical(p, c, sol, True))
+    return out
+
+
+def rel_err(rows: list[dict] | dict, ref: list[dict], kind: str) -> float:
+    """Largest relative error over points (and times), as defined in the module docstring."""
+    worst = 0.0
+    for i, r in enumerate(ref):
+        got = rows[i] if isinstance(rows, list) else {k: v[i] for k, v in rows.items()}
+        if kind == "summary":
+            for name in SUMMARY_NAMES:
+                worst = max(worst, abs(float(got[name]) - r[name]) / abs(r[name]))
+        else:
+            for name in ("curve_n", "curve_pl"):
+                y, yr = np.asarray(got[name], float), r[name]
+                den = np.abs(yr) + CURVE_FLOOR[name] * np.max(np.abs(yr))
+                worst = max(worst, float(np.max(np.abs(y - yr) / den)))
+    return worst if np.isfinite(worst) else float("inf")
+
+
+# -- the three ways of solving --------------------------------------------------------------------
+
+def run_scipy(points, ts, kind, ref_points):
+    curves = kind == "curves"
+    n = len(points["A"])
+    ts_s = ts / 1e-9
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        res = []
+        for i in range(n):
+            p = {k: v[i] for k, v in points.items()}
+            c, sol = _scipy_one(p, ts_s, "RK45", RTOL, RTOL * 1e-6, curves)
+            res.append(_physical(p, c, sol, curves))
+        el = time.perf_counter() - t0
+    err = rel_err(res[:ref_points], _REF_CACHE["ref"], kind)
+    return dict(points_per_s=n / el, compile_s=0.0, max_rel_err=err, peak_rss_mb=mem.peak_mb,
+                points=n)
+
+
+def _naive_fn(chunk: int):
+    """``jit(vmap(diffeqsolve(..., SaveAt(ts=1000 points))))``: the baseline, as one writes it."""
+    import diffrax
+    import jax
+    import jax.numpy as jnp
+
+    ts_s = jnp.asarray(curve_times() / 1e-9)
+
+    def one(a, d, k1, n0):
+        b, cc = 1e-10 * n0 * 1e-9, 1e-28 * n0**2 * 1e-9
+        a, d, k1 = a * 1e-9, d * 1e-9, k1 * 1e-9
+
+        def f(t, y, args):
+            u, v = y
+            return (-a * u - b * u**2 - cc * u**3 + d * v, a * u - d * v - k1 * v)
+
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(f), diffrax.Tsit5(), 0.0, ts_s[-1], None,
+            (jnp.ones(()), jnp.zeros(())), saveat=diffrax.SaveAt(ts=ts_s),
+            stepsize_controller=diffrax.PIDController(rtol=RTOL, atol=RTOL * 1e-6),
+            max_steps=4096, throw=False)
+        u = sol.ys[0]
+        pl = u**2 * 1e-10 * n0**2
+        ipl = jnp.trapezoid(pl, ts_s * 1e-9)
+        itpl = jnp.trapezoid(ts_s * 1e-9 * pl, ts_s * 1e-9)
+        return {"curve_n": u * n0, "curve_pl": pl, "tau_mean_pl": itpl / ipl,
+                "plqy": ipl / n0,
+                "status": jnp.where(sol.result == diffrax.RESULTS.successful, 0, 1)}
+
+    return jax.jit(jax.vmap(one))
+
+
+def _timed_chunks(fn, points, chunk, keys, pad=True):
+    """(compile_s, steady seconds, outputs) of ``fn`` over ``points`` in chunks of ``chunk``."""
+    import jax
+
+    from jaxsim.engine import pad_chunk
+
+    n = len(points["A"])
+    first, m = pad_chunk({k: v[:chunk] for k, v in points.items()}, chunk)
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(first))
+    t_first = time.perf_counter() - t0
+    outs = {}
+    t0 = time.perf_counter()
+    t_chunk0 = None
+    for start in range(0, n, chunk):
+        c, m = pad_chunk({k: v[start:start + chunk] for k, v in points.items()}, chunk)
+        ts0 = time.perf_counter()
+        r = jax.block_until_ready(fn(c))
+        if t_chunk0 is None:
+            t_chunk0 = time.perf_counter() - ts0
+        for k in keys:
+            outs.setdefault(k, []).append(np.asarray(r[k])[:m])
+    el = time.perf_counter() - t0
+    return max(t_first - t_chunk0, 0.0), el, {k: np.concatenate(v) for k, v in outs.items()}
+
+
+def run_naive(points, kind, chunk, ref_points):
+    fn_ = _naive_fn(chunk)
+
+    def fn(c):
+        return fn_(c["A"], c["D"], c["K1"], c["n0"])
+
+    keys = SUMMARY_NAMES if kind == "summary" else ("curve_n", "curve_pl")
+    with PeakRSS() as mem:
+        comp, el, outs = _timed_chunks(fn, points, chunk, keys)
+    n = len(points["A"])
+    err = rel_err({k: v[:ref_points] for k, v in outs.items()}, _REF_CACHE["ref"], kind)
+    return dict(points_per_s=n / el, compile_s=comp, max_rel_err=err, peak_rss_mb=mem.peak_mb,
+                points=n)
+
+
+def engine_fn(kind: str, dtype: str = "float64", rtol: float = ENGINE_RTOL, lanes=None):
+    from jaxsim.engine import chunk_solver
+    from jaxsim.solve import SolverConfig
+
+    cfg = SolverConfig(rtol=rtol, atol=RTOL * 1e-6, dtype=dtype, max_steps=4096)
+    if kind == "summary":
+        return chunk_solver("trap_detrap", t1=T1, summaries=SUMMARY_NAMES, config=cfg,
+                            lanes=lanes)
+    return chunk_solver("trap_detrap", t1=T1, curve_ts=curve_times(), curve_vars=("n", "pl"),
+                        config=cfg, lanes=lanes)
+
+
+def run_jaxsim(points, kind, chunk, ref_points, dtype="float64"):
+    """The engine as a sweep drives it: points sorted by stiffness (stiffest first), chunks of
+    ``chunk`` (the last padded), each chunk's outputs fetched to host memory as it finishes."""
+    import jax
+
+    from jaxsim.engine import pad_chunk, stiffness_order
+
+    f = engine_fn(kind, dtype)
+    keys = SUMMARY_NAMES if kind == "summary" else ("curve_n", "curve_pl")
+    n = len(points["A"])
+    order = stiffness_order(f.model, points)[::-1]
+    with PeakRSS() as mem:
+        first, _ = pad_chunk({k: v[order[:chunk]] for k, v in points.items()}, chunk)
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(first))
+        t_first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(first))
+        t_again = time.perf_counter() - t0
+        chunks = []
+        t0 = time.perf_counter()
+        for start in range(0, n, chunk):
+            idx = order[start:start + chunk]
+            c, m = pad_chunk({k: v[idx] for k, v in points.items()}, chunk)
+            out = jax.device_get(f(c))
+            chunks.append((idx, m, out))
+        el = time.perf_counter() - t0
+    # the error subsample is the grid's first ref_points points
+    where = np.empty(n, int)
+    where[order] = np.arange(n)
+    flat = {k: np.concatenate([np.asarray(o[k])[:m] for _, m, o in chunks]) for k in
+            (*keys, "status", "num_steps")}
+    sub = {k: flat[k][where[:ref_points]] for k in keys}
+    err = rel_err(sub, _REF_CACHE["ref"], kind)
+    return dict(points_per_s=n / el, compile_s=max(t_first - t_again, 0.0), max_rel_err=err,
+                peak_rss_mb=mem.peak_mb, points=n, failed=int(np.sum(flat["status"] != 0)),
+                mean_steps=float(np.mean(flat["num_steps"])))
+
+
+def memory_check(sizes: BenchSizes) -> list[dict]:
+    """Peak RSS of a summary sweep vs chunk size (and vs grid size at one chunk size)."""
+    from jaxsim.engine import solve_points
+
+    f = engine_fn("summary")
+    rows = []
+    base = _rss_mb()
+    for chunk in sorted(sizes.memory_chunks):
+        for npts in (sizes.memory_points // 4, sizes.memory_points):
+            pts = random_grid(npts, seed=7)
+            with PeakRSS() as mem:
+                solve_points(f, pts, chunk)
+            rows.append(dict(chunk=chunk, points=npts, peak_rss_mb=mem.peak_mb,
+                             rss_before_mb=base))
+    return rows
+
+
+_REF_CACHE: dict = {}
+
+
+def machine_info() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{platform.node()}: {cpu}, {os.cpu_count()} cores, {platform.system()}"
+
+
+def run_benchmark(quick: bool = True, sizes: BenchSizes | None = None, *, seed: int = 0,
+                  dtype: str = "float64", log=print, fit_rows: bool = True) -> dict:
+    """Run all rows and return the JSON-able report (see the module docstring)."""
+    import jax
+
+    sizes = sizes or (QUICK if quick else FULL)
+    n_all = max(sizes.jaxsim, sizes.naive, sizes.scipy, sizes.reference)
+    grid = random_grid(n_all, seed)
+    ts = curve_times()
+
+    def take(n):
+        return {k: v[:n] for k, v in grid.items()}
+
+    # memory first, while the process is small: peak RSS is a high-water mark
+    log("memory: peak RSS of summary sweeps vs chunk size ...")
+    memory = memory_check(sizes)
+    log(f"reference: float64 Radau on {sizes.reference} points ...")
+    _REF_CACHE["ref"] = reference(take(sizes.reference), ts)
+    results = []
+    for kind in ("summary", "curves"):
+        for name in ("scipy", "diffrax_naive", "jaxsim"):
+            log(f"{name} / {kind} ...")
+            if name == "scipy":
+                r = run_scipy(take(max(sizes.scipy, sizes.reference)), ts, kind,
+                              sizes.reference)
+            elif name == "diffrax_naive":
+                r = run_naive(take(max(sizes.naive, sizes.reference)), kind, sizes.naive_chunk,
+                              sizes.reference)
+            else:
+                r = run_jaxsim(take(max(sizes.jaxsim, sizes.reference)), kind, sizes.chunk,
+                               sizes.reference, dtype)
+            results.append({"name": name, "output": kind, **r})
+            log(f"    {r['points_per_s']:.4g} points/s, compile {r['compile_s']:.1f} s, "
+                f"max rel err {r['max_rel_err']:.2e}, peak RSS {r['peak_rss_mb']:.0f} MB")
+    if fit_rows:
+        log("fit rows (jaxsim.bench_fit) ...")
+        results.extend(_fit_rows(quick))
+    report = {"machine": machine_info(), "device": str(jax.devices()[0]),
+              "device_kind": jax.devices()[0].device_kind, "quick": quick, "seed": seed,
+              "grid": {"model": "trap_detrap", "A": [1e5, 1e8], "D": [0, 1e8],
+                       "K1": [1e2, 1e7], "n0": [1e15, 1e18], "t1": T1, "curve_points": N_CURVE,
+                       "rtol": RTOL, "dtype": dtype},
+              "results": results,
+              "ratios": ratios(results)}
+    report["memory"] = memory
+    return report
+
+
+def _fit_rows(quick: bool) -> list[dict]:
+    """Rows of the fitting benchmark, if ``jaxsim.bench_fit`` is installed."""
+    try:
+        mod = importlib.import_module("jaxsim.bench_fit")
+    except ModuleNotFoundError as err:
+        if err.name != "jaxsim.bench_fit":
+            raise
+        return []
+    return list(mod.fit_benchmark_rows(quick))
+
+
+def ratios(results: list[dict]) -> dict:
+    """jaxsim points/s over each baseline's, per output kind."""
+    by = {(r["name"], r["output"]): r for r in results}
+    out = {}
+    for kind in ("summary", "curves"):
+        j = by.get(("jaxsim", kind))
+        if not j:
+            continue
+        for base in ("scipy", "diffrax_naive"):
+            b = by.get((base, kind))
+            if b and b["points_per_s"] > 0:
+                out[f"{kind}_vs_{base}"] = j["points_per_s"] / b["points_per_s"]
+    return out
+
+
+def format_table(report: dict) -> str:
+    lines = [f"machine: {report['machine']}", f"device:  {report['device']}", "",
+             f"{'name':<14} {'output':<8} {'points/s':>11} {'compile_s':>9} {'max_rel_err':>11} "
+             f"{'peak_rss_mb':>11}"]
+    others = []
+    for r in report["results"]:
+        if not all(k in r for k in ("points_per_s", "compile_s", "max_rel_err", "peak_rss_mb")):
+            others.append(r)
+            continue
+        lines.append(f"{r['name']:<14} {r['output']:<8} {r['points_per_s']:>11.4g} "
+                     f"{r['compile_s']:>9.2f} {r['max_rel_err']:>11.2e} {r['peak_rss_mb']:>11.0f}")
+    if others:
+        lines.append("")
+        lines.append("other rows (jaxsim.bench_fit):")
+        for r in others:
+            rest = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                             for k, v in r.items() if k not in ("name", "output"))
+            lines.append(f"  {r.get('name', '?')} / {r.get('output', '?')}: {rest}")
+    lines.append("")
+    for k, v in report.get("ratios", {}).items():
+        lines.append(f"ratio {k:<28} {v:8.1f}x")
+    if report.get("memory"):
+        lines.append("")
+        lines.append("memory (summary sweep): chunk, points -> peak RSS MB")
+        for m in report["memory"]:
+            lines.append(f"  chunk {m['chunk']:>6}  points {m['points']:>8}  {m['peak_rss_mb']:8.0f}")
+    return "\n".join(lines)
+
+
+def write_report(report: dict, path) -> None:
+    with open(path, "w") as fh:
+        json.dump(report, fh, indent=2, default=float)

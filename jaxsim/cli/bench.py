@@ -1,0 +1,52 @@
+"""``jaxsim bench [--quick] --out FILE.json``: SciPy loop vs naive diffrax vs the jaxsim engine."""
+
+from __future__ import annotations
+
+import argparse
+
+EPILOG = """\
+examples:
+  jaxsim bench --quick --out bench.json          # about a minute on 2 CPU cores
+  jaxsim bench --out bench_full.json             # larger grids, steadier numbers
+  jaxsim bench --quick --dtype float32 --out bench32.json
+
+All rows run in one process on one random trap_detrap grid (A 1e5-1e8, D 0-1e8, K1 1e2-1e7,
+n0 1e15-1e18 s^-1/cm^-3, t in [0, 2 us]); compare ratios, not absolute numbers, on a shared
+machine. See docs/performance.md.
+"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "bench", help="throughput benchmark: SciPy loop vs naive diffrax vs jaxsim",
+        description="Time a SciPy solve_ivp loop, the naive jit(vmap(diffeqsolve)) and the "
+        "jaxsim engine on one random grid, for summaries and for 1000-point curves; report "
+        "points/s, compile time, the max relative error against float64 Radau, peak memory.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small grids (under 2 minutes on 2 cores)")
+    p.add_argument("--out", required=True, metavar="FILE.json", help="where to write the report")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="dtype of the jaxsim engine rows (default float64)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random grid")
+    p.add_argument("--no-fit", action="store_true",
+                   help="skip the fitting rows (jaxsim.bench_fit), which add a minute or more")
+    p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # smoke test only
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import os
+
+    from jaxsim import bench
+    from jaxsim.params import ParameterError
+
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(out_dir):
+        raise ParameterError(f"--out {args.out!r}: directory {out_dir!r} does not exist")
+    sizes = bench.TINY if args.tiny else None
+    report = bench.run_benchmark(quick=args.quick or args.tiny, sizes=sizes, seed=args.seed,
+                                 dtype=args.dtype, fit_rows=not (args.no_fit or args.tiny))
+    bench.write_report(report, args.out)
+    print(bench.format_table(report))
+    print(f"\nwrote {args.out}")
+    return 0

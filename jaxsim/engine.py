@@ -1,0 +1,645 @@
+r"""Fast batched engine: one compiled function per chunk of grid points.
+
+``chunk_solver(model, t1=..., summaries=..., curve_ts=...)`` returns ``f(values)`` that solves
+a whole chunk of parameter points (each value an array of shape ``(chunk,)``) in one lock-step
+adaptive Runge-Kutta loop and returns summaries, curves, a status and a step count per point.
+The sweep, the benchmark and the sensitivity analysis build on it.
+
+Why not ``jit(vmap(diffeqsolve))``: under ``vmap`` the solver steps every lane until the slowest
+lane is done, and ``SaveAt(ts=...)`` runs an inner loop over the save points inside every step.
+Here instead (DESIGN §2.1):
+
+- the loop is batch-native: the state is a tuple of ``(lanes,)`` arrays (one per variable, no
+  stacking), each lane keeps its own time and step; ``lanes`` trajectories run at a time and a
+  lane that reaches :math:`\tau_1` writes its results and takes the next point of the chunk
+  (so a chunk costs its total number of steps, not chunk x the slowest lane's);
+- the Runge-Kutta step is Tsitouras' 5(4) pair with diffrax's tableau (``diffrax.Tsit5``),
+  unrolled; the step-size controller is the I-controller of diffrax's default
+  ``PIDController``:
+  :math:`h \leftarrow h\,\mathrm{clip}(0.9\,\varepsilon^{-1/5}, 0.2, 10)`, with the error
+  :math:`\varepsilon = \mathrm{RMS}_i\, e_i / (\mathrm{atol} + \mathrm{rtol}\max(|y_i|,|y_i'|))`
+  over the model's states (not the integrals below, which follow the states' steps);
+- summaries come from integrals carried as extra state:
+  :math:`\int \mathrm{PL}`, :math:`\int t\,\mathrm{PL}`, :math:`\int n`, :math:`\int t\,n`,
+  :math:`\int \phi_k` for each flux, only those the requested summaries need;
+- curves come from the step's dense output: each accepted step stores its quartic interpolant
+  :math:`y(t_0 + \theta h) = y_0 + \sum_{p=1}^4 c_p \theta^p` (Tsit5's continuous extension,
+  :math:`c_p = h \sum_i M_{ip} k_i`) and the number of save points it covers (at most
+  ``window``; a longer step is cut at the window's last point) as one row of a segment buffer
+  (``dynamic_update_slice``, in place). Every ``SEGMENT`` iterations the rows are evaluated on
+  their save points in bulk and scattered into the output: no search, no inner loop over save
+  points while stepping. (On XLA:CPU a scatter inside the loop costs a pass over its whole
+  operand, and an update fused with its producer was a full copy: hence the segments and the
+  ``optimization_barrier``.)
+
+Order the grid by :func:`stiffness_order`, stiffest first (:func:`solve_points` does):
+chunks then hold similar points, and within a chunk the long trajectories start first while
+lanes that finish early take the cheap ones (longest job first). Everything is pure JAX, so
+``jax.jvp`` goes through (forward mode).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsim.models import get_model, pl_scale
+from jaxsim.params import ParameterError, Params, table_lookup
+from jaxsim.solve import (DTYPES, FAILED, MAX_STEPS, NON_FINITE, SUCCESS, Solution, SolverConfig,
+                          check_times)
+
+CURVE_VARS = ("n", "n_d", "pl", "pl_norm")
+#: save points written per step at most (a longer step is cut at the k-th next save point)
+DEFAULT_WINDOW = 32
+#: loop iterations whose dense-output windows are buffered before one scatter into the output
+SEGMENT = 64
+#: default grid (points on [0, t1]) of curve-based summaries when no ``curve_ts`` is given
+DEFAULT_SUMMARY_POINTS = 512
+
+
+def default_lanes() -> int:
+    """Lanes stepped together: enough to fill SIMD units and hide the loop's per-iteration
+    cost on a CPU, many more on a GPU."""
+    return 1024 if jax.default_backend() == "cpu" else 65536
+
+
+# -- the Runge-Kutta pair ----------------------------------------------------------------------
+
+def _tsit5_tables():
+    """Tsit5's tableau (from diffrax) and the matrix M of its continuous extension.
+
+    diffrax's ``_Tsit5Interpolation`` gives :math:`y(\\theta) = y_0 + \\sum_i b_i(\\theta) k_i`
+    with quartic :math:`b_i`, :math:`b_i(0) = 0`; M[i, p-1] is the coefficient of
+    :math:`\\theta^p`, recovered exactly from values at four nodes (checked at a fifth).
+    """
+    tab = diffrax.Tsit5.tableau
+    a = tuple(tuple(float(x) for x in row) for row in tab.a_lower)
+    c = (0.0,) + tuple(float(x) for x in tab.c)
+    b_sol = tuple(float(x) for x in tab.b_sol)
+    b_err = tuple(float(x) for x in tab.b_error)
+    interp_cls = diffrax.Tsit5.interpolation_cls
+    eye = np.eye(7)
+
+    def b_of(theta):
+        interp = interp_cls(t0=0.0, t1=1.0, y0=jnp.zeros(7), y1=jnp.zeros(7), k=jnp.asarray(eye))
+        return np.asarray(interp.evaluate(theta), dtype=np.float64)
+
+    nodes = np.array([0.25, 0.5, 0.75, 1.0])
+    vals = np.stack([b_of(th) for th in nodes])  # (4, 7)
+    vander = nodes[:, None] ** np.arange(1, 5)[None, :]
+    m = np.linalg.solve(vander, vals).T  # (7, 4)
+    check = b_of(0.6) - (0.6 ** np.arange(1, 5)) @ m.T
+    assert np.max(np.abs(check)) < 1e-9, "Tsit5 interpolant is not the expected quartic"
+    return a, c, b_sol, b_err, tuple(tuple(float(x) for x in row) for row in m)
+
+
+_A, _C, _B_SOL, _B_ERR, _M = _tsit5_tables()
+
+
+def _lin(coefs, ks, j):
+    """sum_i coefs[i] * ks[i][j], skipping zero coefficients (the tableau is sparse)."""
+    acc = None
+    for w, k in zip(coefs, ks):
+        if w != 0.0:
+            term = w * k[j]
+            acc = term if acc is None else acc + term
+    return acc
+
+
+def _rk_step(field, t, h, y, f0):
+    """One Tsit5 step from (t, y) with f0 = field(t, y) (FSAL). Returns y1, f1, err, ks."""
+    ks = [f0]
+    n = len(y)
+    for s in range(1, 7):
+        ys = tuple(y[j] + h * _lin(_A[s - 1], ks, j) for j in range(n))
+        ks.append(field(t + _C[s] * h, ys))
+    # FSAL: the last stage is evaluated at y1 = y + h sum b_i k_i (a_lower[-1] == b_sol)
+    y1 = ys
+    err = tuple(h * _lin(_B_ERR, ks, j) for j in range(n))
+    return y1, ks[-1], err, ks
+
+
+# -- building the chunk function ----------------------------------------------------------------
+
+def _needed_integrals(model, names):
+    """Integrands (scaled) needed by the integral summaries in ``names``."""
+    need = []
+
+    def add(x):
+        if x not in need:
+            need.append(x)
+
+    for name in names:
+        if name == "tau_mean_pl":
+            add("pl"), add("t_pl")
+        elif name == "tau_mean_n":
+            add("n"), add("t_n")
+        elif name in ("plqy", "pl_integrated"):
+            add("pl")
+        elif name.startswith("share_") and name != "share_remaining":
+            ch = name[len("share_"):]
+            if ch in model.fluxes_reported:
+                add(ch)
+    return tuple(need)
+
+
+def _check_summaries(summaries):
+    from jaxsim.observables import SUMMARIES
+
+    names = (summaries,) if isinstance(summaries, str) else tuple(summaries)
+    for name in names:
+        if name not in SUMMARIES:
+            raise ParameterError(
+                f"summary {name!r} is not known: expected one of {', '.join(SUMMARIES)}")
+    return names, any(SUMMARIES[n].needs_curve for n in names)
+
+
+def chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_vars=("pl",),
+                 config: SolverConfig = SolverConfig(), fixed=None,
+                 window: int = DEFAULT_WINDOW, lanes: int | None = None, summary_ts=None,
+                 diffusion_coefficient: float = 0.017):
+    r"""A function that solves one chunk of parameter points: ``f(values) -> dict``.
+
+    Args:
+        model: model name or object.
+        t1: end of the time window in s (the decay starts at t = 0).
+        summaries: names from :data:`jaxsim.observables.SUMMARIES`. Integral ones
+            (``tau_mean_*``, ``plqy``, ``pl_integrated``, ``share_*``) are integrated with the
+            ODE; curve ones (``tau_avg_*``, ``tau_1e_*``, ``diffusion_length``) are evaluated
+            by :func:`jaxsim.observables.summaries` on ``curve_ts`` if given, else on
+            ``summary_ts`` (default: 512 points evenly spaced on [0, t1]).
+        curve_ts: save times in s (``<= t1``) of the curves, or None for no curves.
+        curve_vars: which curves: ``n``, ``n_d`` (cm^-3), ``pl`` (cm^-3 s^-1), ``pl_norm``
+            (PL / PL(0)).
+        config: :class:`jaxsim.solve.SolverConfig`: ``rtol``, ``atol`` (scaled), ``dtype``,
+            ``max_steps`` (loop iterations, accepted plus rejected), ``t_ref``. ``solver`` must
+            be ``auto``/``tsit5`` (this engine is explicit; the scaled problem is only mildly
+            stiff, DESIGN §2.1).
+        fixed: parameter values held constant over the chunk (scalars), merged under
+            ``values``; names in neither take the model's defaults.
+        max_curve_steps: with curves, the dense-output buffer has
+            ``min(max_steps, max_curve_steps)`` rows, which bounds memory
+            (rows x chunk x (2 + 5 states) numbers); lanes needing more are flagged.
+
+    Returns ``f(values: dict[str, Array(chunk,)]) -> dict`` with each summary ``(chunk,)``,
+    ``curve_<var>`` ``(chunk, len(curve_ts))``, ``status`` int32 (0 success, 1 max_steps, 2
+    failed, 3 non-finite; see :data:`jaxsim.solve.STATUS_MESSAGES`) and ``num_steps`` int32.
+    ``f`` is jitted: one compile per chunk size (pad the last chunk: :func:`pad_chunk`).
+    Points that did not succeed have NaN outputs and a non-zero status.
+    """
+    model = get_model(model)
+    t1 = float(t1)
+    if not (np.isfinite(t1) and t1 > 0):
+        raise ParameterError(f"t1 = {t1!r}: expected a positive end time in s")
+    if config.solver not in ("auto", "tsit5"):
+        raise ParameterError(
+            f"solver = {config.solver!r}: the engine steps Tsit5 only (expected 'auto' or "
+            "'tsit5'); use jaxsim.solve.solve for implicit solvers")
+    names, needs_curve = _check_summaries(summaries)
+    fixed = dict(fixed or {})
+    for k, v in fixed.items():
+        table_lookup(model.parameters, k, model=model.name).check(v, where="fixed")
+    curve_vars = (curve_vars,) if isinstance(curve_vars, str) else tuple(curve_vars)
+    if curve_ts is not None:
+        curve_ts = check_times(curve_ts, name="curve_ts")
+        if curve_ts[-1] > t1 * (1 + 1e-12):
+            raise ParameterError(
+                f"curve_ts ends at {curve_ts[-1]!r} s, after t1 = {t1!r} s: expected times <= t1")
+        for var in curve_vars:
+            if var not in CURVE_VARS:
+                raise ParameterError(
+                    f"curve variable {var!r} is not known: expected one of {', '.join(CURVE_VARS)}")
+            if var == "n_d" and "n_d" not in model.state_names:
+                raise ParameterError(f"curve variable 'n_d': model {model.name!r} has no trap state")
+    if needs_curve:
+        sum_ts = curve_ts if curve_ts is not None else (
+            check_times(summary_ts, name="summary_ts") if summary_ts is not None
+            else np.linspace(0.0, t1, DEFAULT_SUMMARY_POINTS))
+    else:
+        sum_ts = None
+    save_ts = curve_ts if curve_ts is not None else sum_ts
+    lanes = default_lanes() if lanes is None else lanes
+    if int(lanes) < 1:
+        raise ParameterError(f"lanes = {lanes!r}: expected a positive integer")
+    if int(window) < 1:
+        raise ParameterError(f"window = {window!r}: expected a positive integer")
+    core = _make_core(model, t1, names, curve_vars if curve_ts is not None else (), save_ts,
+                      curve_ts is not None, config, int(window), int(lanes),
+                      diffusion_coefficient)
+    dtype = DTYPES[config.dtype]
+    pnames = model.parameter_names
+
+    def f(values):
+        values = dict(values)
+        for k in values:
+            table_lookup(model.parameters, k, model=model.name)
+        if not values:
+            raise ParameterError("values = {}: expected at least one parameter array (chunk,)")
+        shapes = {k: jnp.shape(v) for k, v in values.items()}
+        n = max((s[0] for s in shapes.values() if len(s) == 1), default=None)
+        if n is None or any(len(s) != 1 or s[0] != n for s in shapes.values()):
+            raise ParameterError(f"values have shapes {shapes}: expected 1-D arrays of one length")
+        for k, v in values.items():
+            if not isinstance(v, jax.core.Tracer):
+                table_lookup(model.parameters, k, model=model.name).check(np.asarray(v))
+        full = {}
+        for row in model.parameters:
+            v = values.get(row.name, fixed.get(row.name, row.default))
+            full[row.name] = jnp.broadcast_to(jnp.asarray(v, dtype), (n,))
+        return core(tuple(full[p] for p in pnames))
+
+    f.model = model
+    f.t1 = t1
+    f.summaries = names
+    f.curve_ts = curve_ts
+    f.curve_vars = curve_vars if curve_ts is not None else ()
+    f.config = config
+    f.core = core
+    return f
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_core(*key):
+    return _build_core(*key)
+
+
+def _make_core(model, t1, names, curve_vars, save_ts, return_curves, config, window, lanes, dc):
+    ts_key = None if save_ts is None else tuple(float(x) for x in save_ts)
+    return _cached_core(model, t1, names, curve_vars, ts_key, return_curves, config, window,
+                        lanes, dc)
+
+
+def _grid_fn(ts_s: np.ndarray, dtype):
+    """``g(idx)``: save time number ``idx`` (scaled; ``inf`` from ``len(ts)`` on).
+
+    Evenly spaced grids (linear time axes, TCSPC bins) are computed arithmetically, so the
+    window below needs no gather; other grids are looked up in the padded table.
+    """
+    n = len(ts_s)
+    if n > 1:
+        step = (ts_s[-1] - ts_s[0]) / (n - 1)
+        uniform = np.allclose(np.diff(ts_s), step, rtol=1e-9, atol=0)
+    else:
+        step, uniform = 1.0, True
+    first = float(ts_s[0])
+    table = jnp.asarray(np.concatenate([ts_s, [np.inf]]), dtype)
+
+    def g(idx):
+        if g.step is not None:
+            val = first + idx.astype(dtype) * jnp.asarray(step, dtype)
+            # the last point exactly (t1), not first + (n-1) * step
+            val = jnp.where(idx == n - 1, jnp.asarray(ts_s[-1], dtype), val)
+            return jnp.where(idx < n, val, jnp.inf)
+        return jnp.take(table, jnp.minimum(idx, n), mode="clip")
+
+    g.step = float(step) if uniform else None
+    return g
+
+
+def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, window, lanes, dc):
+    from jaxsim import observables
+
+    dtype = DTYPES[config.dtype]
+    tr = config.t_ref
+    pnames = model.parameter_names
+    n_state = len(model.state_names)
+    integrands = _needed_integrals(model, names)
+    rtol, atol = float(config.rtol), float(config.abs_tol)
+    t_end = t1 / tr
+    save = ts_key is not None
+    max_steps = int(config.max_steps)
+    if save:
+        ts_s = np.minimum(np.asarray(ts_key, dtype=np.float64) / tr, t_end)
+        n_ts = len(ts_s)
+        grid = _grid_fn(ts_s, dtype)
+        k_win = int(min(window, n_ts))
+        # scaled quantities saved on the grid
+        quantities = []
+        for var in curve_vars:
+            quantities.append({"n": "n", "n_d": "n_d", "pl": "pl", "pl_norm": "pl"}[var])
+        for name in names:
+            if observables.SUMMARIES[name].needs_curve:
+                quantities.append("pl" if name.endswith("_pl") else "n")
+        quantities = tuple(dict.fromkeys(quantities))
+        m_idx = jnp.arange(k_win, dtype=jnp.int32)
+        m_f = m_idx.astype(dtype)
+
+    def field(t, y, c):
+        s = y[:n_state]
+        ds = tuple(model.vector_field(t, s, c))
+        if not integrands:
+            return ds
+        pl = model.pl(s, c) if any(k in ("pl", "t_pl") for k in integrands) else None
+        fl = model.fluxes(s, c) if any(k in model.fluxes_reported for k in integrands) else {}
+        extra = []
+        for k in integrands:
+            if k == "pl":
+                extra.append(pl)
+            elif k == "t_pl":
+                extra.append(t * pl)
+            elif k == "n":
+                extra.append(s[0])
+            elif k == "t_n":
+                extra.append(t * s[0])
+            else:
+                extra.append(fl[k])
+        return ds + tuple(extra)
+
+    def init_lane(c):
+        """Initial state, vector field and first step (Hairer & Wanner II.4: 0.01 |y0|/|f0|)."""
+        shape = jnp.shape(c["u0"])
+        zeros = jnp.zeros(shape, dtype)
+        y0 = tuple(jnp.broadcast_to(jnp.asarray(v, dtype), shape)
+                   for v in model.initial_state(c)) + tuple(zeros for _ in integrands)
+        f0 = field(zeros, y0, c)
+        sc = [atol + rtol * jnp.abs(y0[j]) for j in range(n_state)]
+        d0 = jnp.sqrt(sum((y0[j] / sc[j]) ** 2 for j in range(n_state)) / n_state)
+        d1 = jnp.sqrt(sum((f0[j] / sc[j]) ** 2 for j in range(n_state)) / n_state)
+        h0 = jnp.where((d0 > 1e-5) & (d1 > 1e-5), 0.01 * d0 / jnp.maximum(d1, 1e-30), 1e-6)
+        return y0, f0, jnp.minimum(h0, jnp.asarray(t_end, dtype))
+
+    def run(pvals):
+        vals = dict(zip(pnames, pvals))
+        n_ref = vals["n0"]
+        bshape = jnp.shape(n_ref)
+        npts = int(np.prod(bshape))
+        c_all = {k: jnp.broadcast_to(jnp.asarray(v, dtype), bshape).reshape(npts)
+                 for k, v in model.coefficients(vals, n_ref, tr).items()}
+        nl = min(lanes, npts)
+        te = jnp.asarray(t_end, dtype)
+        # lanes work through the points in order; a lane that finishes takes the next point
+        idx0 = jnp.arange(nl, dtype=jnp.int32)
+        c0 = {k: v[:nl] for k, v in c_all.items()}
+        y0, f0, h0 = init_lane(c0)
+        n_out = len(y0)
+        lane_ids = jnp.arange(nl, dtype=jnp.int32)
+        max_iter = max_steps * (-(-npts // nl)) + 1
+
+        def scale(a, b):
+            return atol + rtol * jnp.maximum(jnp.abs(a), jnp.abs(b))
+
+        def cond(carry):
+            return (carry[0] < max_iter) & jnp.any(carry[1])
+
+        def body(carry):
+            (i, active, idx, nxt, c, t, h, y, f, nst, p, res, codes, steps, seg) = carry
+            rem = te - t
+            h_try = h
+            if save:
+                # at most k_win save points per step: end no later than save point p + k - 1
+                cap = grid(p + (k_win - 1)) - t
+                h_try = jnp.minimum(h, jnp.where(cap > 0, cap, h))
+            last = h_try >= rem * (1 - 1e-12)
+            h_eff = jnp.where(last, rem, h_try)
+            y1, f1, err, ks = _rk_step(lambda tt, yy: field(tt, yy, c), t, h_eff, y, f)
+            ratio = jnp.sqrt(sum((err[j] / scale(y[j], y1[j])) ** 2
+                                 for j in range(n_state)) / n_state)
+            finite = jnp.isfinite(ratio)
+            for j in range(n_out):
+                finite = finite & jnp.isfinite(y1[j])
+            acc = (ratio <= 1.0) & finite & active
+            fac = jnp.clip(0.9 * jnp.where(finite, ratio, 1e10) ** -0.2, 0.2, 10.0)
+            h_new = h_eff * jnp.where(acc, fac, jnp.minimum(fac, 1.0))
+            # a step shortened to meet a save point does not shrink the next one
+            h_new = jnp.where(acc & (h_eff < h), jnp.maximum(h_new, h), h_new)
+            t_new = jnp.where(acc, jnp.where(last, te, t + h_eff), t)
+            y_new = tuple(jnp.where(acc, a, b) for a, b in zip(y1, y))
+            f_new = tuple(jnp.where(acc, a, b) for a, b in zip(f1, f))
+            nst = nst + active.astype(jnp.int32)
+            if save:
+                # store this step's interpolant (one row per lane); the rows are evaluated on
+                # the save points they cover after SEGMENT iterations, in bulk (see _flush)
+                cols = [t, h_eff]
+                for j in range(n_state):
+                    cols.append(y[j])
+                    cols.extend(h_eff * _lin(tuple(row[q] for row in _M), ks, j)
+                                for q in range(4))
+                j, fbuf, ibuf = seg
+                # the barrier keeps XLA from fusing the row's computation into the update,
+                # which made the update a copy of the whole buffer instead of in place
+                frow = jax.lax.optimization_barrier(jnp.stack(cols, axis=-1))
+                fbuf = jax.lax.dynamic_update_index_in_dim(fbuf, frow, j, 0)
+                # points covered: count them now (cheap, (lanes,)) to advance the pointer
+                if grid.step is not None:
+                    last_in = jnp.floor((t_new - grid(jnp.zeros_like(p))) / grid.step + 1e-7)
+                    covered = jnp.clip(last_in.astype(jnp.int32) + 1, 0, n_ts)
+                    covered = jnp.where(last, n_ts, covered)
+                    count = jnp.where(acc, jnp.clip(covered - p, 0, k_win), 0)
+                else:
+                    tau = grid(p[:, None] + m_idx)
+                    count = jnp.sum(acc[:, None] & (tau <= t_new[:, None]), axis=-1,
+                                    dtype=jnp.int32)
+                    count = jnp.where(last & acc, jnp.minimum(n_ts - p, k_win), count)
+                irow = jax.lax.optimization_barrier(jnp.stack([p, idx, count], axis=-1))
+                ibuf = jax.lax.dynamic_update_index_in_dim(ibuf, irow, j, 0)
+                p = p + count
+                seg = (j + 1, fbuf, ibuf)
+            # lanes that finish: reached t1, step size underflow, or out of steps
+            ok = acc & last
+            tiny = active & ~acc & (h_new < te * 1e-13)
+            over = active & ~ok & ~tiny & (nst >= max_steps)
+            fin = ok | tiny | over
+            where = jnp.where(fin, idx, npts)  # index npts: the dummy slot, dropped
+            res = tuple(r.at[where].set(v, mode="drop") for r, v in zip(res, y_new))
+            code = jnp.where(ok, SUCCESS, jnp.where(tiny, FAILED, MAX_STEPS)).astype(jnp.int32)
+            codes = codes.at[where].set(code, mode="drop")
+            steps = steps.at[where].set(nst, mode="drop")
+            # refill finished lanes with the next points
+            rank = jnp.cumsum(fin.astype(jnp.int32)) - 1
+            new_idx = nxt + rank
+            refill = fin & (new_idx < npts)
+            idx = jnp.where(refill, new_idx, idx)
+            active = (active & ~fin) | refill
+            nxt = nxt + jnp.sum(fin, dtype=jnp.int32)
+            safe = jnp.minimum(idx, npts - 1)
+            c = {k: jnp.where(refill, c_all[k][safe], c[k]) for k in c}
+
+            def fresh(_):
+                yr, fr, hr = init_lane(c)
+                return (tuple(jnp.where(refill, a, b) for a, b in zip(yr, y_new)),
+                        tuple(jnp.where(refill, a, b) for a, b in zip(fr, f_new)),
+                        jnp.where(refill, hr, h_new))
+
+            y_new, f_new, h_new = jax.lax.cond(jnp.any(refill), fresh,
+                                               lambda _: (y_new, f_new, h_new), None)
+            t_new = jnp.where(refill, 0.0, t_new)
+            nst = jnp.where(refill, 0, nst)
+            if save:
+                p = jnp.where(refill, 0, p)
+            return (i + 1, active, idx, nxt, c, t_new, h_new, y_new, f_new, nst, p, res,
+                    codes, steps, seg)
+
+        res0 = tuple(jnp.zeros((npts,), dtype) for _ in range(n_out))
+        codes0 = jnp.full((npts,), MAX_STEPS, jnp.int32)
+        steps0 = jnp.zeros((npts,), jnp.int32)
+        zl = jnp.zeros((nl,), jnp.int32)
+        carry = (jnp.int32(0), jnp.ones((nl,), bool), idx0, jnp.int32(nl), c0,
+                 jnp.zeros((nl,), dtype), h0, y0, f0, zl, zl, res0, codes0, steps0, ())
+        if save:
+            dummy = npts * n_ts  # the extra last slot of each output takes masked writes
+
+            def seg_cond(carry):
+                return cond(carry) & (carry[-1][0] < SEGMENT)
+
+            width = 2 + 5 * n_state
+
+            def outer(oc):
+                carry, outs = oc
+                seg0 = (jnp.int32(0), jnp.zeros((SEGMENT, nl, width), dtype),
+                        jnp.zeros((SEGMENT, nl, 3), jnp.int32))
+                carry = jax.lax.while_loop(seg_cond, body, carry[:-1] + (seg0,))
+                _, fbuf, ibuf = carry[-1]
+                outs = _flush(fbuf, ibuf, outs)
+                return carry[:-1] + ((),), outs
+
+            def _flush(fbuf, ibuf, outs):
+                """Evaluate the stored interpolants on the save points each covers and
+                scatter them into the outputs (one pass per segment)."""
+                t, h = fbuf[..., 0, None], fbuf[..., 1, None]
+                p, pid, count = ibuf[..., 0, None], ibuf[..., 1], ibuf[..., 2, None]
+                ids = p + m_idx  # (S, lanes, k)
+                valid = m_idx < count  # counted in the loop, so each point is written once
+                tau = grid(jnp.minimum(ids, n_ts - 1))
+                inv_h = 1.0 / jnp.where(h > 0, h, 1.0)
+                theta = jnp.clip(jnp.where(valid, (tau - t) * inv_h, 0.0), 0.0, 1.0)
+                states = []
+                for j in range(n_state):
+                    y0_, c1, c2, c3, c4 = (fbuf[..., 2 + 5 * j + q, None] for q in range(5))
+                    states.append(y0_ + theta * (c1 + theta * (c2 + theta * (c3 + theta * c4))))
+                safe = jnp.minimum(pid, npts - 1)
+                cc = {k: v[safe][..., None] for k, v in c_all.items()}
+                qv = {"n": lambda: states[0], "n_d": lambda: states[1],
+                      "pl": lambda: model.pl(tuple(states), cc)}
+                flat = jnp.where(valid, pid[..., None] * n_ts + ids, npts * n_ts).reshape(-1)
+                return tuple(o.at[flat].set(qv[q]().reshape(-1), mode="promise_in_bounds")
+                             for o, q in zip(outs, quantities))
+
+            outs0 = tuple(jnp.full((npts * n_ts + 1,), jnp.nan, dtype) for _ in quantities)
+            carry, outs = jax.lax.while_loop(lambda oc: cond(oc[0]), outer, (carry, outs0))
+        else:
+            carry = jax.lax.while_loop(cond, body, carry)
+            outs = ()
+        res, code, nst = carry[11], carry[12], carry[13]
+        del lane_ids
+        code = code.reshape(bshape)
+        nst = nst.reshape(bshape)
+        saved = {}
+        if save:
+            saved = {q: o[:-1].reshape(bshape + (n_ts,)) for q, o in zip(quantities, outs)}
+        res = tuple(r.reshape(bshape) for r in res)
+        finals = res[:n_state]
+        integ = dict(zip(integrands, res[n_state:]))
+        c = {k: v.reshape(bshape) for k, v in c_all.items()}
+        y_init = tuple(jnp.broadcast_to(jnp.asarray(v, dtype), bshape)
+                       for v in model.initial_state(c))
+        out = _summaries(model, names, vals, c, n_ref, finals, integ, saved, ts_key, tr, dc,
+                         bshape, dtype, observables, code)
+        if return_curves:
+            for var in curve_vars:
+                out[f"curve_{var}"] = _curve(model, var, saved, c, vals, n_ref, y_init)
+        ok = code == SUCCESS
+        finite = jnp.ones(bshape, bool)
+        for k, v in out.items():
+            finite = finite & jnp.all(jnp.isfinite(v).reshape(bshape + (-1,)), axis=-1)
+        code = jnp.where(ok & ~finite, NON_FINITE, code)
+        ok = code == SUCCESS
+        out = {k: jnp.where(ok.reshape(bshape + (1,) * (v.ndim - len(bshape))), v, jnp.nan)
+               for k, v in out.items()}
+        out["status"] = code.astype(jnp.int32)
+        out["num_steps"] = nst
+        return out
+
+    return jax.jit(run)
+
+
+def _curve(model, var, saved, c, vals, n_ref, y0):
+    if var == "n":
+        return saved["n"] * n_ref[..., None]
+    if var == "n_d":
+        return saved["n_d"] * n_ref[..., None]
+    if var == "pl":
+        return saved["pl"] * pl_scale(vals, n_ref)[..., None]
+    n_state = len(model.state_names)
+    return saved["pl"] / model.pl(y0[:n_state], c)[..., None]
+
+
+def _summaries(model, names, vals, c, n_ref, finals, integ, saved, ts_key, tr, dc, bshape,
+               dtype, observables, code):
+    """Physical summaries: integrals straight from the carried state; curve ones through
+    :func:`jaxsim.observables.summaries` on a :class:`Solution` built from the saved curves."""
+    if not names:
+        return {}
+    pls = pl_scale(vals, n_ref)
+    scale = {"pl": pls * tr, "t_pl": pls * tr**2, "n": n_ref * tr, "t_n": n_ref * tr**2}
+    integrals = {k: v * scale.get(k, n_ref) for k, v in integ.items()}
+    final = {s: v * n_ref for s, v in zip(model.state_names, finals)}
+    if saved:
+        t = jnp.asarray(np.asarray(ts_key), dtype)
+        states = {}
+        if "n" in saved:
+            states["n"] = saved["n"] * n_ref[..., None]
+        pl = saved["pl"] * pls[..., None] if "pl" in saved else None
+    else:
+        t = jnp.ones((1,), dtype)
+        states, pl = {}, None
+    sol = Solution(model=model.name, t=t, states=states, pl=pl, integrals=integrals,
+                   final=final, status=code, num_steps=jnp.zeros(bshape, jnp.int32),
+                   params=Params(model=model.name, values=vals), solver="tsit5")
+    return dict(observables.summaries(sol, names, dc))
+
+
+# -- chunking helpers ------------------------------------------------------------------------
+
+def stiffness_order(model, values) -> np.ndarray:
+    """Permutation that sorts points by stiffness, the model's ``max_rate`` (for
+    ``trap_detrap``: :math:`A + D + K_1 + 2 B n_0 + 3 C n_0^2`), which predicts the number of
+    steps a point needs; chunks of consecutive sorted points waste few lock-step iterations."""
+    model = get_model(model)
+    values = dict(values)
+    n = max((np.size(v) for v in values.values()), default=1)
+    full = {row.name: np.broadcast_to(np.asarray(values.get(row.name, row.default), float), (n,))
+            for row in model.parameters}
+    return np.argsort(np.asarray(model.max_rate(full)), kind="stable")
+
+
+def pad_chunk(values: dict, size: int) -> tuple[dict, int]:
+    """Pad each ``(m,)`` array to ``(size,)`` by repeating its last point (a valid point, so
+    the padded lanes cost nothing extra and produce no failures). Returns (padded, m)."""
+    m = max(np.shape(v)[0] for v in values.values())
+    if m > size:
+        raise ParameterError(f"chunk of {m} points does not fit the chunk size {size}")
+    out = {}
+    for k, v in values.items():
+        v = np.asarray(v)
+        out[k] = np.concatenate([v, np.repeat(v[-1:], size - m)]) if m < size else v
+    return out, m
+
+
+def solve_points(f, values: dict, chunk_size: int, *, sort: bool = True) -> dict:
+    """Run ``f = chunk_solver(...)`` over any number of points in chunks of ``chunk_size``
+    (sorted by stiffness, stiffest first; last chunk padded; one compile), returning outputs in
+    input order as NumPy arrays. For many curves prefer writing each chunk's output where it
+    goes (a store): assembling one big array in input order costs a copy of it."""
+    values = {k: np.asarray(v, float) for k, v in values.items()}
+    n = max(np.size(v) for v in values.values())
+    values = {k: np.broadcast_to(v, (n,)) for k, v in values.items()}
+    # stiffest first: lanes that finish early take the cheap points left (longest job first)
+    order = stiffness_order(f.model, values)[::-1] if sort else np.arange(n)
+    results = {}
+    for start in range(0, n, chunk_size):
+        idx = order[start:start + chunk_size]
+        chunk, m = pad_chunk({k: v[idx] for k, v in values.items()}, chunk_size)
+        out = f(chunk)
+        for k, v in out.items():
+            v = np.asarray(v)[:m]
+            if k not in results:
+                results[k] = np.empty((n,) + v.shape[1:], v.dtype)
+            results[k][idx] = v
+    return results
+
+
+__all__ = ["chunk_solver", "stiffness_order", "pad_chunk", "solve_points", "CURVE_VARS"]

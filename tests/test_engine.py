@@ -1,0 +1,204 @@
+"""The batched engine against an independent float64 SciPy Radau solve (physical units).
+
+Compiled functions are shared (module-scoped fixtures, one chunk size) to keep the default run
+short; every reference here is computed from the rate equations directly, not from jaxsim.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+import jaxsim  # noqa: F401  (float64)
+from jaxsim.engine import chunk_solver, pad_chunk, solve_points, stiffness_order
+from jaxsim.params import ParameterError
+from jaxsim.solve import SolverConfig
+
+T1 = 2e-6
+CHUNK = 8
+B, C = 1e-10, 1e-28
+CFG = SolverConfig(rtol=2e-7, atol=1e-12, max_steps=4096)
+SUMMARIES = ("tau_mean_pl", "plqy", "share_trap_relaxation", "share_remaining", "tau_1e_pl")
+TS_LIN = np.linspace(0.0, T1, 200)
+TS_LOG = np.concatenate([[0.0], np.geomspace(1e-10, T1, 120)])
+
+
+def grid(n, seed=3):
+    rng = np.random.default_rng(seed)
+
+    def lu(lo, hi):
+        return 10 ** rng.uniform(np.log10(lo), np.log10(hi), n)
+
+    d = lu(1e5, 1e8)
+    d[::4] = 0.0
+    return dict(A=lu(1e5, 1e8), D=d, K1=lu(1e2, 1e7), n0=lu(1e15, 1e18))
+
+
+def radau(p, ts):
+    """Paper eqs. 4-5 in cm^-3 and s, with int B n^2 dt, int t B n^2 dt, int K1 n_d dt."""
+    a, d, k1, n0 = p["A"], p["D"], p["K1"], p["n0"]
+
+    def f(t, y):
+        n, nd = y[0], y[1]
+        pl = B * n * n
+        return [-a * n - pl - C * n**3 + d * nd, a * n - d * nd - k1 * nd, pl, t * pl, k1 * nd]
+
+    def jac(t, y):
+        n, nd = y[0], y[1]
+        z = [0, 0, 0, 0, 0]
+        return [[-a - 2 * B * n - 3 * C * n * n, d, 0, 0, 0], [a, -d - k1, 0, 0, 0],
+                [2 * B * n, 0, 0, 0, 0], [2 * t * B * n, 0, 0, 0, 0], [0, k1, 0, 0, 0], z][:5]
+
+    def e_fold(t, y):  # PL / PL(0) = 1/e
+        return y[0] - n0 * np.exp(-0.5)
+
+    scale = np.array([n0, n0, B * n0 * n0 * T1, B * n0 * n0 * T1 * T1, n0])
+    sol = solve_ivp(f, (0, T1), [n0, 0, 0, 0, 0], method="Radau", t_eval=ts, rtol=1e-11,
+                    atol=1e-17 * scale, jac=jac, events=e_fold)
+    assert sol.success
+    n, nd, ipl, itpl, irel = sol.y
+    e_fold = sol.t_events[0][0] if len(sol.t_events[0]) else np.inf
+    return dict(n=n, pl=B * n * n, tau_mean_pl=itpl[-1] / ipl[-1], plqy=ipl[-1] / n0,
+                share_trap_relaxation=irel[-1] / n0, share_remaining=(n[-1] + nd[-1]) / n0,
+                tau_1e_pl=e_fold)
+
+
+@pytest.fixture(scope="module")
+def points():
+    return grid(CHUNK)
+
+
+@pytest.fixture(scope="module")
+def ref_lin(points):
+    return [radau({k: v[i] for k, v in points.items()}, TS_LIN) for i in range(CHUNK)]
+
+
+@pytest.fixture(scope="module")
+def f_lin():
+    return chunk_solver("trap_detrap", t1=T1, summaries=SUMMARIES, curve_ts=TS_LIN,
+                        curve_vars=("n", "pl", "pl_norm", "n_d"), config=CFG,
+                        fixed={"B": B, "C": C}, lanes=4)
+
+
+@pytest.fixture(scope="module")
+def out_lin(f_lin, points):
+    return {k: np.asarray(v) for k, v in f_lin(points).items()}
+
+
+def rel(a, b, floor=0.0):
+    return np.max(np.abs(a - b) / (np.abs(b) + floor))
+
+
+def test_summaries_match_radau(out_lin, ref_lin):
+    assert np.all(out_lin["status"] == 0)
+    for name in ("tau_mean_pl", "plqy", "share_trap_relaxation", "share_remaining"):
+        got = out_lin[name]
+        want = np.array([r[name] for r in ref_lin])
+        assert rel(got, want) < 1e-5, name
+
+
+def test_tau_1e_from_curve(out_lin, ref_lin):
+    """tau_1e is read off the saved curve by jaxsim.observables (log-linear between samples):
+    it equals that rule applied to the Radau curve, and the exact 1/e time (a Radau event) to
+    within the grid's resolution (10 ns here, coarse for the fastest decays)."""
+    from jaxsim.observables import tau_1e
+
+    on_grid = np.array([float(tau_1e(TS_LIN, r["pl"])) for r in ref_lin])
+    assert rel(out_lin["tau_1e_pl"], on_grid) < 1e-5
+    exact = np.array([r["tau_1e_pl"] for r in ref_lin])
+    assert rel(out_lin["tau_1e_pl"], exact) < 0.1
+    assert np.max(np.abs(out_lin["tau_1e_pl"] - exact)) < TS_LIN[1]
+
+
+def test_curves_match_radau(out_lin, ref_lin, points):
+    for i, r in enumerate(ref_lin):
+        n0 = points["n0"][i]
+        # relative down to n = 1e-6 n0 (atol / rtol); PL ~ n^2 down to 1e-12 PL(0)
+        assert rel(out_lin["curve_n"][i], r["n"], 1e-6 * n0) < 1e-5
+        assert rel(out_lin["curve_pl"][i], r["pl"], 1e-12 * B * n0**2) < 1e-5
+        np.testing.assert_allclose(out_lin["curve_pl_norm"][i], out_lin["curve_pl"][i] / (B * n0**2),
+                                   rtol=1e-12)
+        # carriers are conserved except through the loss channels: n + n_d decreases
+        tot = out_lin["curve_n"][i] + out_lin["curve_n_d"][i]
+        assert np.all(np.diff(tot) <= 1e-9 * n0)
+
+
+def test_uneven_grid(points):
+    f = chunk_solver("trap_detrap", t1=T1, curve_ts=TS_LOG, curve_vars=("n",), config=CFG,
+                     lanes=CHUNK)
+    out = f(points)
+    assert np.all(np.asarray(out["status"]) == 0)
+    for i in range(CHUNK):
+        r = radau({k: v[i] for k, v in points.items()}, TS_LOG)
+        assert rel(np.asarray(out["curve_n"])[i], r["n"], 1e-6 * points["n0"][i]) < 1e-5
+
+
+def test_no_recompile_and_padding(f_lin, points, out_lin):
+    other = grid(CHUNK, seed=11)
+    f_lin(other)
+    f_lin({k: v[::-1] for k, v in points.items()})
+    assert f_lin.core._cache_size() == 1
+    # a short last chunk is padded with its last point and cut back
+    many = {k: np.concatenate([v, other[k][:3]]) for k, v in points.items()}
+    res = solve_points(f_lin, many, CHUNK)
+    assert f_lin.core._cache_size() == 1
+    assert res["curve_pl"].shape == (CHUNK + 3, len(TS_LIN))
+    # same point, same trajectory, wherever it sits in a chunk
+    np.testing.assert_allclose(res["tau_mean_pl"][:CHUNK], out_lin["tau_mean_pl"], rtol=1e-12)
+    padded, m = pad_chunk({k: v[:3] for k, v in other.items()}, CHUNK)
+    assert m == 3 and all(v.shape == (CHUNK,) for v in padded.values())
+    assert np.all(padded["A"][3:] == other["A"][2])
+
+
+def test_max_steps_flagged(points):
+    f = chunk_solver("trap_detrap", t1=T1, summaries=("plqy",), curve_ts=TS_LIN,
+                     config=SolverConfig(rtol=2e-7, max_steps=5), lanes=CHUNK)
+    out = f(points)
+    assert np.all(np.asarray(out["status"]) == 1)  # max_steps_reached
+    assert np.all(np.isnan(np.asarray(out["plqy"])))  # flagged, not silently wrong
+    assert np.all(np.asarray(out["num_steps"]) == 5)
+
+
+def test_jvp_matches_finite_difference(points):
+    """d tau_mean_pl / d log A by forward mode vs a central difference of the Radau solve."""
+    f = chunk_solver("trap_detrap", t1=T1, summaries=("tau_mean_pl",), config=CFG, lanes=4)
+    base = {k: jnp.asarray(v[:4]) for k, v in points.items()}
+
+    def g(log_a):
+        return f({**base, "A": jnp.exp(log_a)})["tau_mean_pl"]
+
+    la = jnp.log(base["A"])
+    val, tan = jax.jvp(g, (la,), (jnp.ones_like(la),))
+    eps = 1e-4
+    for i in range(4):
+        p = {k: float(v[i]) for k, v in points.items()}
+        hi = radau({**p, "A": p["A"] * np.exp(eps)}, np.array([0, T1]))["tau_mean_pl"]
+        lo = radau({**p, "A": p["A"] * np.exp(-eps)}, np.array([0, T1]))["tau_mean_pl"]
+        fd = (hi - lo) / (2 * eps)
+        assert abs(float(tan[i]) - fd) <= 1e-3 * abs(fd) + 1e-6 * float(val[i])
+
+
+def test_stiffness_order():
+    p = dict(A=np.array([1e8, 1e5, 1e6]), D=np.array([0.0, 0.0, 1e7]), K1=np.array([1e2] * 3))
+    assert list(stiffness_order("trap_detrap", p)) == [1, 2, 0]
+
+
+def test_bad_input():
+    with pytest.raises(ParameterError, match="summary 'tau_nope'"):
+        chunk_solver("trap_detrap", t1=T1, summaries=("tau_nope",))
+    with pytest.raises(ParameterError, match="curve_ts"):
+        chunk_solver("trap_detrap", t1=T1, curve_ts=[0, 3e-6])
+    with pytest.raises(ParameterError, match="'Q'"):
+        chunk_solver("trap_detrap", t1=T1, fixed={"Q": 1.0})
+    with pytest.raises(ParameterError, match="t1"):
+        chunk_solver("trap_detrap", t1=-1.0)
+    with pytest.raises(ParameterError, match="curve variable 'n_d'"):
+        chunk_solver("abc", t1=T1, curve_ts=TS_LIN, curve_vars=("n_d",))
+
+
+def test_bad_values(f_lin, points):
+    with pytest.raises(ParameterError, match="no parameter 'X'"):
+        f_lin({"X": np.ones(CHUNK)})
+    with pytest.raises(ParameterError, match="'A' = -1.0"):
+        f_lin({**points, "A": -np.ones(CHUNK)})
