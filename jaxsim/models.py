@@ -274,15 +274,41 @@ MODELS: dict[str, Model] = {m.name: m for m in (TrapDetrap(), ABC(), Effective()
 DEFAULT_MODEL = "trap_detrap"
 
 
+#: models defined in other modules that import this one: name -> (module, attribute). They are
+#: imported on first use by :func:`get_model` (a top-level import would be circular) and are not
+#: in :data:`MODELS`, which lists the core models.
+LAZY_MODELS: dict[str, tuple[str, str]] = {
+    "trap_detrap_quench": ("jaxsim.ions", "FAST_MODEL"),  # trap_detrap + mobile-ion quenchers
+}
+
+
+def model_names() -> tuple[str, ...]:
+    """Every name :func:`get_model` accepts: the core models, then the lazily imported ones."""
+    return tuple(MODELS) + tuple(n for n in LAZY_MODELS if n not in MODELS)
+
+
 def get_model(model) -> Model:
-    """The model object for a name (or the object itself)."""
+    """The model object for a name (or the object itself).
+
+    Core models are in :data:`MODELS`; ``"trap_detrap_quench"``
+    (:class:`jaxsim.ions.TrapDetrapQuench`) is imported from :mod:`jaxsim.ions` on first use.
+    """
     if isinstance(model, Model):
         return model
     try:
         return MODELS[model]
     except (KeyError, TypeError):
-        raise ParameterError(
-            f"model = {model!r} is not known: expected one of {', '.join(MODELS)}") from None
+        pass
+    if isinstance(model, str) and model in LAZY_MODELS:
+        import importlib
+
+        module, attr = LAZY_MODELS[model]
+        obj = getattr(importlib.import_module(module), attr)
+        if not isinstance(obj, Model) or obj.name != model:
+            raise RuntimeError(f"{module}.{attr} is not the model {model!r}")
+        return obj
+    raise ParameterError(
+        f"model = {model!r} is not known: expected one of {', '.join(model_names())}")
 
 
 def pl_scale(values: dict, n_ref) -> object:
@@ -291,4 +317,4 @@ def pl_scale(values: dict, n_ref) -> object:
 
 
 __all__ = ["Model", "ABC", "Effective", "TrapDetrap", "BTD", "MODELS", "DEFAULT_MODEL",
-           "get_model", "pl_scale", "NS", "FLUX_MEANINGS"]
+           "get_model", "model_names", "LAZY_MODELS", "pl_scale", "NS", "FLUX_MEANINGS"]

@@ -12,9 +12,10 @@ increment :math:`\Delta = y_0(n_0)` (``model.initial_state``: :math:`n_0` free c
 :math:`\Phi_T` the flow of the fast rate equations (including a CW generation :math:`G`) over one
 period. What TCSPC measures after :math:`10^6`–:math:`10^8` pulses is the fixed point
 :math:`z^* = F(z^*)`, the periodic steady state. We find it by Newton's method on
-:math:`r(z) = F(z) - z` with the exact Jacobian :math:`\partial F/\partial z` from forward-mode
-JAX through the ODE solve (``jax.jacfwd``; a 2×2 or 3×3 matrix), falling back to plain
-fixed-point iteration (pulse by pulse) when Newton does not converge. :func:`brute_force`
+:math:`r(z) = F(z) - z` with the Jacobian :math:`\partial F/\partial z` (a 2×2 or 3×3 matrix)
+from the variational equations solved with the state, under the same error control
+(:func:`advance_with_jacobian`; the rate equations' Jacobian by ``jax.jacfwd``), falling back
+to plain fixed-point iteration (pulse by pulse) when Newton does not converge. :func:`brute_force`
 simulates pulse by pulse for reference.
 
 Carrier accumulation (PEARS, Péan et al.): with :math:`F_1` the PL decay after the first pulse
@@ -30,12 +31,19 @@ evaluated, as PEARS does, on :math:`t = 0` plus log-spaced times from :math:`10^
 :math:`T`.
 
 All fast solves are scaled like the core (:math:`u = n/n_\mathrm{ref}`, time in
-``config.t_ref``); :func:`periodic_steady_state` lets the caller choose :math:`n_\mathrm{ref}` per
-lane, which CW-only or dark lanes (:math:`n_0 = 0`) need.
+``config.t_ref``), with the core's step-size controller (:func:`jaxsim.solve.pid_controller`:
+``rtol`` means what it means in :func:`jaxsim.solve.solve`) and first step
+(:func:`jaxsim.solve.initial_step`); :func:`periodic_steady_state` lets the caller choose
+:math:`n_\mathrm{ref}` per lane, which CW-only or dark lanes (:math:`n_0 = 0`) need.
+
+Sweeps: :func:`steady_state_chunk_solver` is a chunk function with the call contract of
+:func:`jaxsim.engine.chunk_solver`'s, the repetition rate ``rep_rate`` (Hz) one more input per
+point; :mod:`jaxsim.sweep` uses it when a spec has ``rep_rate``.
 """
 
 from __future__ import annotations
 
+import functools
 
 import diffrax
 import equinox as eqx
@@ -44,9 +52,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsim.models import Model, get_model, pl_scale
-from jaxsim.params import ParameterError, Params, broadcast, make_params
+from jaxsim.params import Parameter, ParameterError, Params, broadcast, make_params
 from jaxsim.solve import (DTYPES, FAILED, MAX_STEPS, NON_FINITE, SOLVERS, SUCCESS, ScaledSolution,
-                          Solution, SolverConfig, STIFF_THRESHOLD)
+                          Solution, SolverConfig, STIFF_THRESHOLD, initial_step, pid_controller)
 
 #: PEARS evaluates carrier accumulation on t = 0 plus this many log-spaced times from 1e-4 ns to T
 ACCUMULATION_POINTS = 2001
@@ -64,10 +72,6 @@ def _status(result):
         jnp.where(result == diffrax.RESULTS.max_steps_reached, MAX_STEPS, FAILED)).astype(jnp.int32)
 
 
-def _controller(config: SolverConfig):
-    return diffrax.PIDController(rtol=config.rtol, atol=config.abs_tol)
-
-
 def advance(model: Model, c: dict, y0: tuple, t1, config: SolverConfig, solver: str = "tsit5",
             forward: bool = False):
     """State after scaled time ``t1`` from state ``y0`` at 0: :math:`\\Phi_{t_1}(y_0)`.
@@ -79,12 +83,62 @@ def advance(model: Model, c: dict, y0: tuple, t1, config: SolverConfig, solver: 
     c = {k: jnp.asarray(v, dtype) for k, v in c.items()}
     y0 = tuple(jnp.asarray(v, dtype) for v in y0)
     adjoint = diffrax.ForwardMode() if forward else diffrax.RecursiveCheckpointAdjoint()
+    t1 = jnp.asarray(t1, dtype)
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(lambda t, y, args: tuple(model.vector_field(t, y, c))),
-        SOLVERS[solver](), t0=jnp.zeros((), dtype), t1=jnp.asarray(t1, dtype), dt0=None, y0=y0,
-        saveat=diffrax.SaveAt(t1=True), stepsize_controller=_controller(config),
+        SOLVERS[solver](), t0=jnp.zeros((), dtype), t1=t1, dt0=initial_step(model, c, t1),
+        y0=y0, saveat=diffrax.SaveAt(t1=True), stepsize_controller=pid_controller(config),
         max_steps=config.max_steps, throw=False, adjoint=adjoint)
     return tuple(v[-1] for v in sol.ys), _status(sol.result)
+
+
+def _augmented_field(model: Model, c: dict):
+    """The rate equations plus the integrands of :func:`_integrand_names` (scaled)."""
+    k = len(model.state_names)
+
+    def field(t, y, args):
+        state = y[:k]
+        pl = model.pl(state, c)
+        fl = model.fluxes(state, c)
+        u = state[0]
+        return (tuple(model.vector_field(t, state, c)) + (pl, t * pl, u, t * u)
+                + tuple(fl[name] for name in model.fluxes_reported))
+
+    return field
+
+
+def advance_with_jacobian(model: Model, c: dict, z, t1, config: SolverConfig,
+                          solver: str = "tsit5"):
+    r"""State after scaled time ``t1`` from ``z`` (array (k,)) and its Jacobian
+    :math:`\Phi = \partial y(t_1)/\partial z`, from the variational equations
+    :math:`\dot\Phi = J_f(y)\,\Phi`, :math:`\Phi(0) = I`, solved with the state.
+
+    Why not ``jax.jacfwd`` through :func:`advance`: the step-size controller sees only the
+    state. Near the rounding floor (float32 with the core's local tolerances of a few ulps)
+    it takes steps at the edge of stability where the stiff mode of the state is already
+    rounding noise, but the tangent's stiff mode starts at O(1) and grows: jacfwd over one
+    period returned entries of 1e9-1e25 for a true Jacobian of 1e-4. Here the controller
+    bounds the error of :math:`\Phi` too. Returns ``(y1 (k,), phi (k, k), status)``.
+    """
+    dtype = DTYPES[config.dtype]
+    c = {k: jnp.asarray(v, dtype) for k, v in c.items()}
+    k = len(model.state_names)
+
+    def f(t, s):
+        return jnp.stack(model.vector_field(t, tuple(s[i] for i in range(k)), c))
+
+    def field(t, y, args):
+        s, phi = y
+        return f(t, s), jax.jacfwd(lambda x: f(t, x))(s) @ phi
+
+    t1 = jnp.asarray(t1, dtype)
+    y0 = (jnp.asarray(z, dtype), jnp.eye(k, dtype=dtype))
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(field), SOLVERS[solver](), t0=jnp.zeros((), dtype), t1=t1,
+        dt0=initial_step(model, c, t1), y0=y0, saveat=diffrax.SaveAt(t1=True),
+        stepsize_controller=pid_controller(config), max_steps=config.max_steps, throw=False)
+    s1, phi1 = (v[-1] for v in sol.ys)
+    return s1, phi1, _status(sol.result)
 
 
 def flow(model: Model, c: dict, y0: tuple, ts, t1, config: SolverConfig,
@@ -99,23 +153,15 @@ def flow(model: Model, c: dict, y0: tuple, ts, t1, config: SolverConfig,
     c = {k: jnp.asarray(v, dtype) for k, v in c.items()}
     names = _integrand_names(model)
     k = len(model.state_names)
-
-    def field(t, y, args):
-        state = y[:k]
-        pl = model.pl(state, c)
-        fl = model.fluxes(state, c)
-        u = state[0]
-        return (tuple(model.vector_field(t, state, c)) + (pl, t * pl, u, t * u)
-                + tuple(fl[name] for name in model.fluxes_reported))
-
     y0 = tuple(jnp.asarray(v, dtype) for v in y0) + tuple(jnp.zeros((), dtype) for _ in names)
     saveat = diffrax.SaveAt(subs=[
         diffrax.SubSaveAt(ts=jnp.asarray(ts, dtype), fn=lambda t, y, args: y[:k]),
         diffrax.SubSaveAt(t1=True)])
+    t1 = jnp.asarray(t1, dtype)
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(field), SOLVERS[solver](), t0=jnp.zeros((), dtype),
-        t1=jnp.asarray(t1, dtype), dt0=None, y0=y0, saveat=saveat,
-        stepsize_controller=_controller(config), max_steps=config.max_steps, throw=False)
+        diffrax.ODETerm(_augmented_field(model, c)), SOLVERS[solver](), t0=jnp.zeros((), dtype),
+        t1=t1, dt0=initial_step(model, c, t1), y0=y0, saveat=saveat,
+        stepsize_controller=pid_controller(config), max_steps=config.max_steps, throw=False)
     ys, last = sol.ys
     last = tuple(v[-1] for v in last)
     status = _status(sol.result)
@@ -147,7 +193,7 @@ def periodic_state(model: Model, c: dict, t_period, config: SolverConfig, solver
     r"""Periodic steady state :math:`z^* = \Phi_T(z^*) + \Delta` (scaled units; pure, vmappable).
 
     Newton: :math:`z \leftarrow \max(0, z - M^{-1}(F(z) - z))` with :math:`M = J - I`,
-    :math:`J = \partial F/\partial z` by ``jax.jacfwd`` through the solve; stops when
+    :math:`J = \partial F/\partial z` from :func:`advance_with_jacobian`; stops when
     :math:`\max_i |F_i(z) - z_i| / (1 + |z_i|) \le \mathrm{tol}` (scaled units, u ~ 1).
 
     Conserved quantities: a linear invariant :math:`w \cdot y` of the flow that the pulse does
@@ -171,10 +217,10 @@ def periodic_state(model: Model, c: dict, t_period, config: SolverConfig, solver
     eye = jnp.eye(k, dtype=dtype)
     big = jnp.asarray(jnp.inf, dtype)
 
-    def F(z):
-        y, st = advance(model, c, tuple(z[i] for i in range(k)), t_period, config, solver, True)
-        fz = jnp.stack(y) + inc
-        return fz, (fz, st)
+    def F(z):  # F(z), dF/dz (variational equations: see advance_with_jacobian)
+        y, phi, st = advance_with_jacobian(model, c, z, t_period, config, solver)
+        fz = y + inc
+        return phi, (fz, st)
 
     def cond(s):
         z, it, res, st, newton_ok = s
@@ -182,7 +228,7 @@ def periodic_state(model: Model, c: dict, t_period, config: SolverConfig, solver
 
     def body(s):
         z, it, res, st, _ = s
-        jac, (fz, st1) = jax.jacfwd(F, has_aux=True)(z)
+        jac, (fz, st1) = F(z)
         r = fz - z
         res_z = jnp.max(jnp.abs(r) / (1.0 + jnp.abs(z)))
         res_z = jnp.where(jnp.isfinite(res_z), res_z, big)
@@ -431,8 +477,9 @@ def periodic_steady_state(model, values: dict, rep_rate, n_ref, ts, config: Solv
     key = ("pss", model, config, solver, tol, max_newton, max_fixed)
     if key not in _CACHE:
         def one(vals, nref, f, ts_s):
-            c = model.coefficients(vals, nref, config.t_ref)
-            t_period = 1.0 / (f * config.t_ref)
+            c = {k: jnp.asarray(v, dtype) for k, v in
+                 model.coefficients(vals, nref, config.t_ref).items()}
+            t_period = (1.0 / (f * config.t_ref)).astype(dtype)
             ps = periodic_state(model, c, t_period, config, solver, tol=tol,
                                 max_newton=max_newton, max_fixed=max_fixed)
             k = len(model.state_names)
@@ -443,10 +490,318 @@ def periodic_steady_state(model, values: dict, rep_rate, n_ref, ts, config: Solv
 
         _CACHE[key] = jax.jit(jax.vmap(one, in_axes=(0, 0, 0, None)))
     ts_scaled = jnp.asarray(np.asarray(ts, float) / config.t_ref, dtype)
-    vals = {k: jnp.asarray(v, dtype) for k, v in values.items()}
-    return _CACHE[key](vals, jnp.asarray(n_ref, dtype), jnp.asarray(rep_rate, dtype), ts_scaled)
+    # values and n_ref in the widest float: C n_ref^2 overflows float32 at n_ref = 1e20 before
+    # the coefficients are cast to the solve's dtype
+    pdt = param_dtype(config)
+    vals = {k: jnp.asarray(v, pdt) for k, v in values.items()}
+    return _CACHE[key](vals, jnp.asarray(n_ref, pdt), jnp.asarray(rep_rate, pdt), ts_scaled)
 
 
-__all__ = ["advance", "flow", "pulse_increment", "PeriodicState", "periodic_state", "brute_force",
+# ---------------------------------------------------------------------------------------------
+# sweeps: the repetition rate as a grid axis
+# ---------------------------------------------------------------------------------------------
+
+#: the sweep quantity ``rep_rate``: not a model parameter, but validated like one
+REP_RATE = Parameter("rep_rate", "Hz", 1e6, "repetition rate of the pulse train (period "
+                     "1/rep_rate)", lower=0.0, lower_inclusive=False)
+#: summaries only a pulse train has (name -> unit, meaning), beside jaxsim.observables.SUMMARIES
+PULSE_SUMMARIES = {
+    "carrier_accumulation_percent": (
+        "%", "carrier accumulation (PEARS): 100 max_t |F1(t)/F1(0) - Fs(t)/Fs(0)|, "
+        "first-pulse vs steady-state PL over one period"),
+}
+CARRIER_ACCUMULATION = "carrier_accumulation_percent"
+#: curves of the steady-state pulse a chunk function can return (as jaxsim.engine's)
+CURVE_VARS = ("n", "n_d", "pl", "pl_norm")
+
+
+def param_dtype(config: SolverConfig):
+    """dtype of physical values: float64 when JAX has it (jaxsim enables it), so coefficients
+    such as C n_ref^2 (1e40 at n_ref = 1e20: beyond float32) are formed before the cast to the
+    solve's ``config.dtype``."""
+    return jnp.float64 if jax.config.jax_enable_x64 else DTYPES[config.dtype]
+
+
+def default_tol(config: SolverConfig) -> float:
+    """Newton tolerance for ``config``'s dtype: :data:`NEWTON_TOL`, at least 256 ulps (float32:
+    3e-5, about where the residual of a period's solve stops falling; float64: 1e-9)."""
+    return max(NEWTON_TOL, 256 * float(np.finfo(DTYPES[config.dtype]).eps))
+
+
+def _window_flow(model: Model, c: dict, y0, ts_states, ts_pl, t_win, t_end,
+                 config: SolverConfig, solver: str):
+    """One solve over [0, t_end] from ``y0`` (scaled): the states at ``ts_states``, scaled PL at
+    ``ts_pl`` and states + integrals at ``t_win`` (<= t_end), so summaries cover [0, t_win]."""
+    dtype = DTYPES[config.dtype]
+    names = _integrand_names(model)
+    k = len(model.state_names)
+    y0 = tuple(jnp.asarray(v, dtype) for v in y0) + tuple(jnp.zeros((), dtype) for _ in names)
+    saveat = diffrax.SaveAt(subs=[
+        diffrax.SubSaveAt(ts=ts_states, fn=lambda t, y, args: y[:k]),
+        diffrax.SubSaveAt(ts=ts_pl, fn=lambda t, y, args: model.pl(y[:k], c)),
+        diffrax.SubSaveAt(ts=jnp.reshape(t_win, (1,)))])
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(_augmented_field(model, c)), SOLVERS[solver](), t0=jnp.zeros((), dtype),
+        t1=t_end, dt0=initial_step(model, c, t_end), y0=y0, saveat=saveat,
+        stepsize_controller=pid_controller(config), max_steps=config.max_steps, throw=False)
+    ys, pl, win = sol.ys
+    win = tuple(v[0] for v in win)
+    status = _status(sol.result)
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in (*ys, pl, *win)]))
+    status = jnp.where((status == SUCCESS) & ~finite, NON_FINITE, status)
+    return dict(ys=tuple(ys), pl=pl, final=win[:k], integrals=dict(zip(names, win[k:])),
+                status=status, num_steps=jnp.asarray(sol.stats["num_steps"], jnp.int32))
+
+
+@functools.lru_cache(maxsize=16)
+def _steady_core(model: Model, config: SolverConfig, solver: str, t1: float, ts_key: tuple,
+                 names: tuple, curve_vars: tuple, tol: float, max_newton: int, max_fixed: int,
+                 n_acc: int, dc: float, cw: bool):
+    """jit(f(params tuple, rep_rate)) for one chunk: see :func:`steady_state_chunk_solver`.
+
+    ``cw=False`` (G is 0 at every point) skips the CW state before the first pulse (it is 0).
+    """
+    from jaxsim import observables
+
+    dtype = DTYPES[config.dtype]
+    tr = config.t_ref
+    k = len(model.state_names)
+    pnames = model.parameter_names
+    save_ts = np.asarray(ts_key, dtype=np.float64)
+    ts_scaled = save_ts / tr
+    t_win = t1 / tr
+
+    def lane(vals, f):
+        n_ref = vals["n0"]
+        c = {kk: jnp.asarray(v, dtype) for kk, v in model.coefficients(vals, n_ref, tr).items()}
+        t_period = (1.0 / (f * tr)).astype(dtype)
+        inc = pulse_increment(model, c).astype(dtype)
+        # the steady state, and the CW state before the first pulse (increment 0)
+        incs = jnp.stack([inc, jnp.zeros_like(inc)]) if cw else inc[None]
+        ps = jax.vmap(lambda i: periodic_state(
+            model, c, t_period, config, solver, z0=i, increment=i, tol=tol,
+            max_newton=max_newton, max_fixed=max_fixed))(incs)
+        starts = jnp.stack([ps.z[0], (ps.z[1] if cw else 0.0) + inc])
+        # PEARS's grid: 0 and n_acc log-spaced times from 1e-4 ns to T (clipped to T: rounding)
+        log_t = jnp.linspace(-13.0, jnp.log10(t_period * tr), n_acc)
+        acc = jnp.minimum(jnp.concatenate([jnp.zeros((1,), dtype), 10.0**log_t / tr]), t_period)
+        ts_s = jnp.minimum(jnp.asarray(ts_scaled, dtype), t_period)
+        t_w = jnp.minimum(jnp.asarray(t_win, dtype), t_period)
+        sols = jax.vmap(lambda z: _window_flow(model, c, tuple(z[i] for i in range(k)), ts_s,
+                                               acc, t_w, t_period, config, solver))(starts)
+        pl = sols["pl"]  # (2, n_acc + 1): steady, first
+        ca = 100.0 * jnp.max(jnp.abs(pl[1] / pl[1, 0] - pl[0] / pl[0, 0]))
+        status = jnp.maximum(jnp.max(ps.status), jnp.max(sols["status"]))
+        converged = jnp.all(ps.converged)
+        status = jnp.where(converged | (status != SUCCESS), status, FAILED)
+        return dict(z=ps.z[0], ys=tuple(y[0] for y in sols["ys"]),
+                    final=tuple(y[0] for y in sols["final"]),
+                    integrals={kk: v[0] for kk, v in sols["integrals"].items()},
+                    accumulation=ca, status=status.astype(jnp.int32),
+                    num_steps=sols["num_steps"][0], iterations=ps.iterations[0])
+
+    def run(pvals, rep_rate):
+        vals = dict(zip(pnames, pvals))  # param_dtype: coefficients are cast after computing
+        out = jax.vmap(lane)(vals, rep_rate)
+        n_ref = vals["n0"]
+        pls = pl_scale(vals, n_ref)
+        c = {kk: jnp.asarray(v, dtype)[:, None]
+             for kk, v in model.coefficients(vals, n_ref, tr).items()}
+        params = Params(model=model.name, values=vals)
+        code = out["status"]
+        res = {}
+        integral_names = tuple(n for n in names if n in observables.SUMMARIES
+                               and not observables.SUMMARIES[n].needs_curve)
+        curve_names = tuple(n for n in names if n in observables.SUMMARIES
+                            and observables.SUMMARIES[n].needs_curve)
+        states = {nm: y * n_ref[:, None] for nm, y in zip(model.state_names, out["ys"])}
+        pl = model.pl(out["ys"], c) * pls[:, None]
+        if integral_names:
+            scales = {"pl": pls * tr, "t_pl": pls * tr**2, "n": n_ref * tr, "t_n": n_ref * tr**2}
+            integ = {kk: v * scales.get(kk, n_ref) for kk, v in out["integrals"].items()}
+            final = {nm: y * n_ref for nm, y in zip(model.state_names, out["final"])}
+            # t: [0, t1], so carriers_in = n0 + G t1 whatever the save times
+            sol = Solution(model=model.name, t=jnp.asarray([0.0, t1], dtype), states={},
+                           pl=None, integrals=integ, final=final, status=code,
+                           num_steps=out["num_steps"], params=params, solver=solver)
+            res.update(observables.summaries(sol, integral_names, dc))
+        if curve_names:
+            sol = Solution(model=model.name, t=jnp.asarray(save_ts, dtype), states=states, pl=pl,
+                           integrals={}, final={}, status=code, num_steps=out["num_steps"],
+                           params=params, solver=solver)
+            res.update(observables.summaries(sol, curve_names, dc))
+        res[CARRIER_ACCUMULATION] = out["accumulation"]  # always: it is computed anyway
+        pl0 = model.pl(tuple(out["z"][:, i] for i in range(k)),
+                       {kk: v[:, 0] for kk, v in c.items()})
+        for var in curve_vars:
+            if var == "pl":
+                res[f"curve_{var}"] = pl
+            elif var == "pl_norm":
+                res[f"curve_{var}"] = pl / (pl0 * pls)[:, None]
+            else:
+                res[f"curve_{var}"] = states[var]
+        finite = jnp.ones(code.shape, bool)
+        for kk, v in res.items():
+            # tau_1e_* is inf when the decay stays above 1/e in the window: a value, not a failure
+            ok_v = ~jnp.isnan(v) if kk.startswith("tau_1e_") else jnp.isfinite(v)
+            finite = finite & jnp.all(ok_v.reshape(code.shape + (-1,)), axis=-1)
+        code = jnp.where((code == SUCCESS) & ~finite, NON_FINITE, code)
+        ok = code == SUCCESS
+        res = {kk: jnp.where(ok.reshape(ok.shape + (1,) * (v.ndim - 1)), v, jnp.nan)
+               for kk, v in res.items()}
+        res["status"] = code
+        res["num_steps"] = out["num_steps"]
+        res["iterations"] = out["iterations"]
+        return res
+
+    return jax.jit(run)
+
+
+def steady_state_chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_vars=("pl",),
+                              config: SolverConfig = SolverConfig(), fixed=None,
+                              solver: str | None = None, tol: float | None = None,
+                              max_newton: int = 30, max_fixed: int = 3000,
+                              accumulation_points: int = ACCUMULATION_POINTS,
+                              summary_points: int = 512, diffusion_coefficient: float = 0.017):
+    r"""A chunk function of periodic steady-state pulses: ``f(values) -> dict``.
+
+    The call contract of :func:`jaxsim.engine.chunk_solver`'s result, with the repetition rate
+    ``rep_rate`` (Hz) as one more per-point input (or a scalar in ``fixed``). Per point:
+    the periodic steady state of the pulse train (:func:`periodic_state`, Newton with
+    fixed-point fallback), then the steady-state pulse over [0, ``t1``] (``t1`` <= the
+    shortest period), whose summaries come from :func:`jaxsim.observables.summaries` exactly
+    as the single-pulse engine's do (integral summaries over [0, t1]; curve summaries on
+    ``curve_ts``, else ``summary_points`` evenly spaced times on [0, t1]), and PEARS's
+    ``carrier_accumulation_percent`` over the whole period (as :func:`steady_state_decay`).
+    Shares and ``plqy`` are fractions of what one pulse puts in (n0 + G t1): in the steady
+    state a pulse also starts with the carriers left from earlier pulses.
+
+    Args:
+        model: model name or object.
+        t1: end of the observation window in s, within every point's period.
+        summaries: names of :data:`jaxsim.observables.SUMMARIES` and/or
+            ``"carrier_accumulation_percent"``.
+        curve_ts, curve_vars: curves of the steady-state pulse (``n``, ``n_d``, ``pl``,
+            ``pl_norm`` = PL / PL(0) of the steady-state pulse) on ``curve_ts`` (s, <= t1).
+        config: :class:`SolverConfig` (``rtol``, ``atol``, ``dtype``, ``max_steps`` per solve).
+        fixed: values held constant over the chunk (model parameters and/or ``rep_rate``).
+        solver: diffrax solver name; default ``config.solver``, where ``"auto"`` picks per call
+            from concrete values (:func:`choose_period_solver`) and Tsit5 when traced.
+        tol: Newton tolerance (scaled); default :func:`default_tol` (1e-9 in float64).
+
+    Returns ``f(values: dict[str, Array(chunk,)]) -> dict`` with each summary ``(chunk,)``
+    (``carrier_accumulation_percent`` always),
+    ``curve_<var>`` ``(chunk, len(curve_ts))``, ``status`` int32 (0 success, 1 a solve ran out
+    of steps, 2 solver failed or the periodic state did not converge, 3 non-finite),
+    ``num_steps`` int32 (steps of the steady-state pulse's solve over one period) and
+    ``iterations`` (Newton plus fixed-point iterations). Points that did not succeed have NaN
+    outputs; ``tau_1e_*`` is ``inf`` (a value, status 0) when the steady-state decay stays
+    above 1/e within [0, t1]. Compiled once per chunk size and solver.
+    """
+    from jaxsim import observables
+    from jaxsim.params import table_lookup
+    from jaxsim.solve import check_times
+
+    model = get_model(model)
+    t1 = float(t1)
+    if not (np.isfinite(t1) and t1 > 0):
+        raise ParameterError(f"t1 = {t1!r}: expected a positive end time in s")
+    names = (summaries,) if isinstance(summaries, str) else tuple(summaries)
+    for name in names:
+        if name not in observables.SUMMARIES and name not in PULSE_SUMMARIES:
+            raise ParameterError(
+                f"summary {name!r} is not known: expected one of "
+                f"{', '.join((*observables.SUMMARIES, *PULSE_SUMMARIES))}")
+    curve_vars = (curve_vars,) if isinstance(curve_vars, str) else tuple(curve_vars)
+
+    if curve_ts is not None:
+        curve_ts = check_times(curve_ts, name="curve_ts")
+        if curve_ts[-1] > t1 * (1 + 1e-12):
+            raise ParameterError(
+                f"curve_ts ends at {curve_ts[-1]!r} s, after t1 = {t1!r} s: expected times <= t1")
+        for var in curve_vars:
+            if var not in CURVE_VARS:
+                raise ParameterError(f"curve variable {var!r} is not known: expected one of "
+                                     f"{', '.join(CURVE_VARS)}")
+            if var == "n_d" and var not in model.state_names:
+                raise ParameterError(f"curve variable {var!r}: model {model.name!r} has no "
+                                     "trap state")
+        save_ts = np.minimum(curve_ts, t1)
+    else:
+        curve_vars = ()
+        save_ts = np.linspace(0.0, t1, int(summary_points))
+    fixed = dict(fixed or {})
+    for kk, v in fixed.items():
+        row = REP_RATE if kk == "rep_rate" else table_lookup(model.parameters, kk,
+                                                              model=model.name)
+        row.check(v, where="fixed")
+    if "rep_rate" in fixed:
+        _check_window(t1, fixed["rep_rate"], where="fixed")
+    solver = solver or config.solver
+    if solver not in ("auto", *SOLVERS):
+        raise ParameterError(f"solver = {solver!r} is not known: expected 'auto' or one of "
+                             f"{', '.join(SOLVERS)}")
+    tol = default_tol(config) if tol is None else float(tol)
+    ts_key = tuple(float(x) for x in save_ts)
+    key = (config, t1, ts_key, names, curve_vars, tol, int(max_newton), int(max_fixed),
+           int(accumulation_points), float(diffusion_coefficient))
+
+    def f(values):
+        values = dict(values)
+        for kk in values:
+            if kk != "rep_rate":
+                table_lookup(model.parameters, kk, model=model.name)
+        if not values:
+            raise ParameterError("values = {}: expected at least one array (chunk,)")
+        shapes = {kk: jnp.shape(v) for kk, v in values.items()}
+        n = max((sh[0] for sh in shapes.values() if len(sh) == 1), default=None)
+        if n is None or any(len(sh) != 1 or sh[0] != n for sh in shapes.values()):
+            raise ParameterError(f"values have shapes {shapes}: expected 1-D arrays of one length")
+        concrete = not any(isinstance(v, jax.core.Tracer) for v in values.values())
+        if "rep_rate" not in values and "rep_rate" not in fixed:
+            raise ParameterError("rep_rate is missing: expected it (Hz) in values or in fixed")
+        if concrete:
+            for kk, v in values.items():
+                row = REP_RATE if kk == "rep_rate" else table_lookup(model.parameters, kk,
+                                                                      model=model.name)
+                row.check(np.asarray(v))
+            if "rep_rate" in values:
+                _check_window(t1, np.asarray(values["rep_rate"]), where="values")
+        full = {}
+        for row in (*model.parameters, REP_RATE):
+            v = values.get(row.name, fixed.get(row.name, row.default))
+            full[row.name] = jnp.broadcast_to(jnp.asarray(v, param_dtype(config)), (n,))
+        name = solver
+        if name == "auto":
+            name = (choose_period_solver(model, {kk: np.asarray(v) for kk, v in full.items()},
+                                         1.0 / np.asarray(full["rep_rate"]))
+                    if concrete else "tsit5")
+        g_fixed = fixed.get("G", {r.name: r.default for r in model.parameters}.get("G", 0.0))
+        cw = "G" in values or float(np.max(np.abs(g_fixed))) != 0.0
+        core = _steady_core(model, config, name, t1, ts_key, *key[3:], cw)
+        return core(tuple(full[p] for p in model.parameter_names), full["rep_rate"])
+
+    f.model = model
+    f.t1 = t1
+    f.summaries = names
+    f.curve_ts = curve_ts
+    f.curve_vars = curve_vars
+    f.config = config
+    return f
+
+
+def _check_window(t1: float, rep_rate, *, where: str) -> None:
+    rr = np.asarray(rep_rate, dtype=float)
+    f_max = float(np.max(rr))
+    if t1 > (1.0 / f_max) * (1 + 1e-12):
+        raise ParameterError(
+            f"{where}: rep_rate = {f_max!r} Hz has a period 1/rep_rate = {1.0 / f_max!r} s "
+            f"shorter than t1 = {t1!r} s: expected t1 <= the shortest period (the steady-state "
+            "pulse is observed over [0, t1] within one period)")
+
+
+__all__ = ["advance", "advance_with_jacobian", "flow", "steady_state_chunk_solver", "REP_RATE",
+           "PULSE_SUMMARIES", "CARRIER_ACCUMULATION", "default_tol", "param_dtype",
+           "pulse_increment", "PeriodicState", "periodic_state", "brute_force",
            "pears_times", "PulseTrainResult", "steady_state_decay", "periodic_steady_state",
            "ACCUMULATION_POINTS", "NEWTON_TOL"]

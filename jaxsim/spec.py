@@ -26,6 +26,11 @@ A spec says *what* to compute over a grid; :mod:`jaxsim.sweep` says how. Example
     # optional curves on a time grid (s); vars among n, n_d, pl, pl_norm
     curves = { vars = ["pl"], ts = { logspace = [1e-10, 2e-6, 200] } }
 
+Pulse trains: ``rep_rate`` (Hz; not a model parameter) may be an axis or a fixed value. Then
+every point is the periodic steady-state pulse of a train at that rate
+(:func:`jaxsim.pulses.steady_state_chunk_solver`), observed over [0, t1] with t1 <= the
+shortest period, and the store also gets ``carrier_accumulation_percent``.
+
 The grid is the outer product of the axes (C order: the last axis varies fastest); its size is
 :math:`\prod_k |\mathrm{axis}_k|`. Every value is checked against the model's parameter table
 before any work starts, and errors name the field, the value and what was expected.
@@ -52,6 +57,10 @@ SPEC_KEYS = ("name", "description", "model", "t1", "dtype", "rtol", "atol", "max
              "solver", "chunk_size", "order_by_stiffness", "sensitivities", "fixed", "axes",
              "observables")
 DEFAULT_CHUNK = 4096
+#: the sweep quantity that is not a model parameter: the pulse train's repetition rate (Hz)
+REP_RATE = "rep_rate"
+#: the summary a pulse-train sweep adds (see jaxsim.pulses.PULSE_SUMMARIES)
+CARRIER_ACCUMULATION = "carrier_accumulation_percent"
 
 
 class SpecError(ParameterError):
@@ -218,7 +227,27 @@ class SweepSpec:
 
     @property
     def fixed_dict(self) -> dict[str, float]:
+        """Fixed values by name (model parameters, and ``rep_rate`` when it is fixed)."""
         return dict(self.fixed)
+
+    @property
+    def fixed_parameters(self) -> dict[str, float]:
+        """Fixed model parameters only (``fixed_dict`` without ``rep_rate``)."""
+        return {k: v for k, v in self.fixed if k != REP_RATE}
+
+    @property
+    def has_rep_rate(self) -> bool:
+        """Whether this is a pulse-train sweep (``rep_rate`` is an axis or fixed)."""
+        return REP_RATE in self.axis_names or REP_RATE in self.fixed_dict
+
+    def rep_rates(self) -> np.ndarray | None:
+        """The repetition rates of the grid in Hz (axis values or the fixed value), or None."""
+        for a in self.axes:
+            if a.name == REP_RATE:
+                return a.array()
+        if REP_RATE in self.fixed_dict:
+            return np.asarray([self.fixed_dict[REP_RATE]])
+        return None
 
     def curve_times(self) -> np.ndarray | None:
         return None if self.curve_ts is None else self.curve_ts.array()
@@ -232,6 +261,8 @@ class SweepSpec:
     def output_names(self) -> tuple[str, ...]:
         """Every per-point variable the sweep writes (besides status and num_steps)."""
         names = list(self.summaries)
+        if self.has_rep_rate and CARRIER_ACCUMULATION not in names:
+            names.append(CARRIER_ACCUMULATION)
         names += [f"curve_{v}" for v in self.curve_vars]
         names += [f"d_{s}_d_log_{p}" for s in self.summaries for p in self.sensitivities]
         return tuple(names)
@@ -241,6 +272,8 @@ class SweepSpec:
         item = 4 if self.dtype == "float32" else 8
         n_t = 0 if self.curve_ts is None else len(self.curve_ts)
         n_scalar = len(self.summaries) * (1 + len(self.sensitivities))
+        if self.has_rep_rate and CARRIER_ACCUMULATION not in self.summaries:
+            n_scalar += 1
         return item * (n_scalar + len(self.curve_vars) * n_t) + 1 + 4 + 8  # status, steps, index
 
     def estimated_bytes(self) -> int:
@@ -312,6 +345,10 @@ def from_dict(raw: Mapping) -> SweepSpec:
     table = model.parameters
 
     def row(name, where):
+        if name == REP_RATE:
+            from jaxsim.pulses import REP_RATE as rep_row
+
+            return rep_row
         try:
             return table_lookup(table, name, model=model.name)
         except ParameterError as err:
@@ -367,10 +404,15 @@ def from_dict(raw: Mapping) -> SweepSpec:
     summaries = obs.get("summaries", [])
     if not isinstance(summaries, list) or not all(isinstance(s, str) for s in summaries):
         raise SpecError(f"observables.summaries = {summaries!r}: expected a list of names")
+    pulse_train = REP_RATE in axes_raw or REP_RATE in fixed_raw
     for s in summaries:
-        if s not in SUMMARIES:
+        if s == CARRIER_ACCUMULATION and not pulse_train:
+            raise SpecError(f"observables.summaries: {s!r} needs a pulse train: expected "
+                            "rep_rate (Hz) in [axes] or [fixed]")
+        if s not in SUMMARIES and s != CARRIER_ACCUMULATION:
             raise SpecError(f"observables.summaries: unknown observable {s!r}: expected some of "
-                            f"{', '.join(SUMMARIES)}")
+                            f"{', '.join(SUMMARIES)}"
+                            + (f", {CARRIER_ACCUMULATION}" if pulse_train else ""))
     if len(set(summaries)) != len(summaries):
         raise SpecError("observables.summaries has repeated names")
     curve_vars, curve_ts = (), None
@@ -403,6 +445,21 @@ def from_dict(raw: Mapping) -> SweepSpec:
         row(p, "sensitivities")
     if sens and not summaries:
         raise SpecError("sensitivities need observables.summaries to differentiate")
+    if REP_RATE in sens:
+        raise SpecError("sensitivities: 'rep_rate' is not a model parameter: expected model "
+                        "parameters only")
+    if sens and pulse_train:
+        raise SpecError("sensitivities are not available for pulse-train sweeps (rep_rate in "
+                        "[axes] or [fixed]): expected no sensitivities")
+    if pulse_train:
+        rates = [a.array() for a in axes if a.name == REP_RATE] or [
+            np.asarray([v for k, v in fixed if k == REP_RATE])]
+        f_max = float(np.max(rates[0]))
+        if t1 > (1.0 / f_max) * (1 + 1e-12):
+            raise SpecError(
+                f"t1 = {t1!r} s is longer than one period 1/rep_rate = {1.0 / f_max!r} s at "
+                f"rep_rate = {f_max!r} Hz: expected t1 <= the shortest period (each point is "
+                "the steady-state pulse observed over [0, t1] within one period)")
 
     chunk = raw.get("chunk_size", DEFAULT_CHUNK)
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
@@ -441,8 +498,8 @@ def _check_corners(model, spec: SweepSpec) -> None:
 
     lo_hi = [(a.array().min(), a.array().max()) for a in spec.axes]
     grids = np.meshgrid(*[np.asarray(v) for v in lo_hi], indexing="ij")
-    values = {a.name: g.ravel() for a, g in zip(spec.axes, grids)}
-    values.update(spec.fixed_dict)
+    values = {a.name: g.ravel() for a, g in zip(spec.axes, grids) if a.name != REP_RATE}
+    values.update(spec.fixed_parameters)
     try:
         make_params(model, values)
     except ParameterError as err:
@@ -504,4 +561,5 @@ def to_toml(spec: SweepSpec) -> str:
 
 
 __all__ = ["SweepSpec", "Axis", "Values", "SpecError", "load_spec", "parse_spec", "from_dict",
-           "to_dict", "to_toml", "resolve_spec_path", "CURVE_VARS", "CURVE_UNITS"]
+           "to_dict", "to_toml", "resolve_spec_path", "CURVE_VARS", "CURVE_UNITS", "REP_RATE",
+           "CARRIER_ACCUMULATION"]

@@ -68,27 +68,52 @@ def grid_values(spec: SweepSpec, flat_index) -> dict[str, np.ndarray]:
     return {ax.name: ax.array()[i] for ax, i in zip(spec.axes, multi)}
 
 
+def _stiffness_key(spec: SweepSpec, a: int, b: int) -> np.ndarray:
+    """The model's stiffness bound at flat grid indices [a, b); for a pulse train, times the
+    period (the stiffness index of one period, which sets the steps of each solve)."""
+    from jaxsim.models import get_model
+
+    model = get_model(spec.model)
+    defaults = {p.name: p.default for p in model.parameters}
+    vals = {**defaults, **spec.fixed_dict, **grid_values(spec, np.arange(a, b))}
+    key = np.broadcast_to(np.asarray(model.max_rate(vals), dtype=float), (b - a,))
+    if spec.has_rep_rate:
+        key = key / np.broadcast_to(np.asarray(vals["rep_rate"], dtype=float), (b - a,))
+    return key
+
+
+def period_solver(spec: SweepSpec) -> str:
+    """The solver of a pulse-train sweep, for the whole grid (so every chunk, on any process
+    or device split, computes with the same one): the spec's, or for ``"auto"`` Kvaerno5 when
+    the stiffness index of one period (max_rate / rep_rate) exceeds the core's threshold
+    anywhere on the grid, else Tsit5 (:func:`jaxsim.pulses.choose_period_solver`'s rule)."""
+    if spec.solver != "auto":
+        return spec.solver
+    from jaxsim.solve import STIFF_THRESHOLD
+
+    worst, step = 0.0, 2**22
+    for a in range(0, spec.n_points, step):
+        worst = max(worst, float(np.max(_stiffness_key(spec, a, min(a + step, spec.n_points)))))
+    return "kvaerno5" if worst > STIFF_THRESHOLD else "tsit5"
+
+
 def computation_order(spec: SweepSpec) -> np.ndarray | None:
     """Permutation of the flat grid by stiffness, or ``None`` (grid order)."""
     if not spec.order_by_stiffness or spec.n_points <= spec.chunk_size:
         return None
-    from jaxsim.models import get_model
 
     n = spec.n_points
-    if n <= FULL_ORDER_LIMIT:
+    if n <= FULL_ORDER_LIMIT and not spec.has_rep_rate:
         from jaxsim.engine import stiffness_order
 
         values = {**spec.fixed_dict, **grid_values(spec, np.arange(n))}
         return np.asarray(stiffness_order(spec.model, values), dtype=np.int64)
-    # large grids: the same key (the model's stiffness bound), in blocks, then one argsort
-    model = get_model(spec.model)
+    # large grids (and pulse trains): the same key, in blocks, then one argsort
     key = np.empty(n, dtype=np.float64)
-    defaults = {p.name: p.default for p in model.parameters}
     step = 2**22
     for a in range(0, n, step):
         b = min(a + step, n)
-        vals = {**defaults, **spec.fixed_dict, **grid_values(spec, np.arange(a, b))}
-        key[a:b] = np.broadcast_to(np.asarray(model.max_rate(vals), dtype=float), (b - a,))
+        key[a:b] = _stiffness_key(spec, a, b)
     return np.argsort(key, kind="stable").astype(np.int64)
 
 
@@ -98,6 +123,10 @@ def computation_order(spec: SweepSpec) -> np.ndarray | None:
 def chunk_function(spec: SweepSpec):
     """``f(values: dict[name, (C,)]) -> dict[str, array]`` for this spec (engine + sensitivities).
 
+    A pulse-train spec (``rep_rate`` an axis or fixed) gets
+    :func:`jaxsim.pulses.steady_state_chunk_solver` instead: periodic steady-state pulses, plus
+    ``carrier_accumulation_percent``, with the solver of :func:`period_solver`.
+
     Cached on what the numbers depend on, so repeated runs in one process compile once.
     """
     return _chunk_function(spec.replace(chunk_size=1, order_by_stiffness=False, name="",
@@ -106,6 +135,14 @@ def chunk_function(spec: SweepSpec):
 
 @functools.lru_cache(maxsize=8)
 def _chunk_function(spec: SweepSpec):
+    if spec.has_rep_rate:
+        from jaxsim.pulses import steady_state_chunk_solver
+
+        return steady_state_chunk_solver(
+            spec.model, t1=spec.t1,
+            summaries=tuple(n for n in spec.output_names() if not n.startswith("curve_")),
+            curve_ts=spec.curve_times(), curve_vars=spec.curve_vars or ("pl",),
+            config=spec.solver_config(), fixed=spec.fixed_dict, solver=period_solver(spec))
     from jaxsim.engine import chunk_solver
 
     f = chunk_solver(spec.model, t1=spec.t1, summaries=spec.summaries,
@@ -321,5 +358,6 @@ def _progress_bar(total: int, initial: int, enabled: bool, spec: SweepSpec):
                 dynamic_ncols=True)
 
 
-__all__ = ["run_sweep", "SweepResult", "grid_values", "computation_order", "chunk_function", "chunk_values",
+__all__ = ["run_sweep", "SweepResult", "grid_values", "computation_order", "period_solver",
+           "chunk_function", "chunk_values",
            "shard_chunk_function", "prepare_store", "StoreError"]

@@ -179,3 +179,66 @@ def test_fixed_point_fallback_agrees_with_newton():
     assert plain.iterations > newton.iterations
     np.testing.assert_allclose([plain.start["n"], plain.start["n_d"]],
                                [newton.start["n"], newton.start["n_d"]], rtol=1e-7)
+
+
+def test_float32_high_density_does_not_stall_on_the_first_step():
+    # diffrax's automatic first step (dt0=None) overflows float32 when Auger at n0 = 1e20
+    # (3 C n0^2 = 3e12 s^-1) meets the small atol of the integrals: it used to return a zero
+    # step and stall for max_steps (20000 steps, n unchanged). pulses now starts from
+    # jaxsim.solve.initial_step.
+    import jax
+    import jax.numpy as jnp
+
+    from jaxsim.pulses import advance, flow
+
+    model = get_model("trap_detrap")
+    vals = dict(A=1e7, B=1e-10, C=1e-28, D=1e6, K1=1e4, n0=1e20, G=0.0)
+    cfg = SolverConfig(dtype="float32", rtol=1e-5)
+    c = {k: jnp.asarray(v, jnp.float32) for k, v in model.coefficients(vals, 1e20, cfg.t_ref).items()}
+    y0 = model.initial_state(c)
+    period = jnp.asarray(1000.0, jnp.float32)  # 1 us
+
+    def run(c):
+        sol = flow(model, c, y0, jnp.linspace(0.0, period, 5), period, cfg)
+        y1, st = advance(model, c, y0, period, cfg)
+        return sol.final, sol.status, sol.num_steps, y1, st
+
+    final, status, steps, y1, st = jax.jit(run)(c)
+    assert int(status) == 0 and int(st) == 0
+    assert int(steps) < 1000, int(steps)
+    np.testing.assert_allclose(np.asarray(y1, float), np.asarray(final, float), rtol=1e-4)
+    # the same solve in float64 at rtol 1e-9: (n, n_d) / n0 after 1 us
+    np.testing.assert_allclose(np.asarray(final, float), [1.7490080e-4, 2.0371650e-3], rtol=1e-4)
+
+
+def test_float32_period_jacobian_and_newton():
+    # jacfwd through an adaptive float32 solve at the core's local tolerances (a few ulps) let
+    # the tangent's stiff mode grow (entries ~1e9 for a true Jacobian ~1e-4) and Newton never
+    # converged; the variational equations under the same error control give the Jacobian
+    import jax
+    import jax.numpy as jnp
+    import scipy.linalg
+
+    from jaxsim.pulses import advance_with_jacobian, periodic_state
+
+    model = get_model("trap_detrap")
+    A, D, K1 = 1e7, 5e6, 1e5
+    vals = dict(A=A, B=0.0, C=0.0, D=D, K1=K1, n0=1e16, G=0.0)
+    cfg = SolverConfig(dtype="float32", rtol=1e-5)
+    c = {k: jnp.asarray(v, jnp.float32) for k, v in model.coefficients(vals, 1e16, cfg.t_ref).items()}
+    period = jnp.asarray(1e5, jnp.float32)  # 100 us, scaled
+
+    def run(c):
+        y, phi, st = advance_with_jacobian(model, c, jnp.array([1.0, 0.0], jnp.float32), period,
+                                           cfg)
+        ps = periodic_state(model, c, period, cfg, tol=3e-5)
+        return y, phi, st, ps.z, ps.converged, ps.iterations
+
+    y, phi, st, z, converged, iterations = jax.jit(run)(c)
+    expm = scipy.linalg.expm(np.array([[-A, D], [A, -D - K1]]) * 1e-4)  # linear: exact map
+    assert int(st) == 0
+    np.testing.assert_allclose(np.asarray(phi, float), expm, rtol=1e-3)
+    np.testing.assert_allclose(np.asarray(y, float), expm[:, 0], rtol=1e-3)
+    z_exact = np.linalg.solve(np.eye(2) - expm, [1.0, 0.0])
+    assert bool(converged) and int(iterations) <= 3
+    np.testing.assert_allclose(np.asarray(z, float), z_exact, rtol=1e-4)
