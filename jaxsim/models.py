@@ -111,7 +111,8 @@ class Model:
 
 
 def _carrier_rate_terms(values: dict, n_ref):
-    return values["B"] * n_ref, values["C"] * n_ref**2
+    # (C n_ref) n_ref: n_ref**2 alone overflows float32 at n_ref = 1e20
+    return values["B"] * n_ref, values["C"] * n_ref * n_ref
 
 
 @dataclass(frozen=True)
@@ -313,7 +314,7 @@ def get_model(model) -> Model:
 
 def pl_scale(values: dict, n_ref) -> object:
     """Factor turning scaled PL into cm^-3 s^-1: :math:`B n_\\mathrm{ref}^2`."""
-    return values["B"] * n_ref**2
+    return values["B"] * n_ref * n_ref
 
 
 __all__ = ["Model", "ABC", "Effective", "TrapDetrap", "BTD", "MODELS", "DEFAULT_MODEL",

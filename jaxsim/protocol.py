@@ -254,7 +254,7 @@ def _fast_batch(config: SolverConfig, n_decay: int, solver: str):
         ps = periodic_state(model, c, t_period, config, solver)
         sol = flow(model, c, tuple(ps.z[i] for i in range(k)), frac * t_period, t_period,
                    config, solver)
-        scale = values["B"] * n_ref**2  # scaled PL -> cm^-3 s^-1
+        scale = values["B"] * n_ref * n_ref  # scaled PL -> cm^-3 s^-1
         pl_curve = model.pl(sol.ys, c) * scale
         pl_avg = sol.integrals["pl"] * scale / t_period  # period average (t_ref cancels)
         status = jnp.maximum(ps.status, sol.status)

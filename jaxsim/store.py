@@ -68,6 +68,11 @@ def variable_attrs(spec: SweepSpec, name: str) -> dict:
     if name in SUMMARIES:
         s = SUMMARIES[name]
         return {"units": s.unit, "long_name": s.meaning}
+    if name == "carrier_accumulation_percent":
+        from jaxsim.pulses import PULSE_SUMMARIES
+
+        unit, meaning = PULSE_SUMMARIES[name]
+        return {"units": unit, "long_name": meaning}
     if name.startswith("curve_"):
         var = name[6:]
         return {"units": CURVE_UNITS[var], "long_name": f"{var}(t) on the curve time grid"}
