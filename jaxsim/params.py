@@ -147,6 +147,20 @@ def make_params(model, values: Mapping[str, object] | None = None, /, **kwargs) 
     return params
 
 
+def as_params(model, params) -> Params:
+    """``params`` for ``model``: ``None`` (defaults), a dict (validated) or a matching Params."""
+    from jaxsim.models import get_model
+
+    model = get_model(model)
+    if params is None:
+        return make_params(model)
+    if not isinstance(params, Params):
+        return make_params(model, params)
+    if params.model != model.name:
+        raise ParameterError(f"params are for model {params.model!r}, not {model.name!r}")
+    return params
+
+
 def broadcast(params: Params) -> Params:
     """The same parameters with every value broadcast to the common batch shape."""
     shape = params.batch_shape

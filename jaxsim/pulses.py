@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsim.models import Model, get_model, pl_scale
-from jaxsim.params import Parameter, ParameterError, Params, broadcast, make_params
+from jaxsim.params import Parameter, ParameterError, Params, as_params, broadcast
 from jaxsim.solve import (DTYPES, FAILED, MAX_STEPS, NON_FINITE, SOLVERS, SUCCESS, ScaledSolution,
                           Solution, SolverConfig, STIFF_THRESHOLD, initial_step, pid_controller)
 
@@ -405,12 +405,7 @@ def steady_state_decay(model, params: Params | dict | None, ts, rep_rate,
     the solutions' ``status``, never as silent NaN.
     """
     model = get_model(model)
-    if params is None:
-        params = make_params(model)
-    elif not isinstance(params, Params):
-        params = make_params(model, params)
-    elif params.model != model.name:
-        raise ParameterError(f"params are for model {params.model!r}, not {model.name!r}")
+    params = as_params(model, params)
     config = config or SolverConfig()
     rr = np.asarray(rep_rate, dtype=float)
     if rr.size == 0 or not np.all(np.isfinite(rr)) or np.any(rr <= 0):

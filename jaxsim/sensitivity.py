@@ -645,7 +645,7 @@ def run(spec: SensitivitySpec, *, progress: bool = False, evaluate_fn=None) -> S
     bases = tuple(dict.fromkeys(observable_base(o) for o in spec.observables))
     out = ev(spec.model, points, t1=spec.t1, observables=bases, fixed=spec.fixed,
              config=spec.config, chunk=spec.chunk, progress=progress)
-    n, d = design.n, len(design.names)
+    n = design.n
     bad = np.zeros(pts.shape[0], bool)
     if "status" in out:
         bad |= np.asarray(out["status"]) != SUCCESS

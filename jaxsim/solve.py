@@ -25,7 +25,7 @@ first steps, e.g. n0 = 1e20 cm^-3 (3 C n0^2 = 3e12 s^-1) takes ~100 steps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import diffrax
 import equinox as eqx
@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsim.models import NS, Model, get_model, pl_scale
-from jaxsim.params import ParameterError, Params, broadcast, make_params
+from jaxsim.params import ParameterError, Params, as_params, broadcast
 
 STIFF_THRESHOLD = 1e5
 #: controller tolerance / requested tolerance (see ``SolverConfig.local_tolerances``)
@@ -348,12 +348,7 @@ def solve(model, params: Params | dict | None = None, ts=None, *, config: Solver
     Returns a :class:`Solution` in physical units with a per-point ``status``.
     """
     model = get_model(model)
-    if params is None:
-        params = make_params(model)
-    elif not isinstance(params, Params):
-        params = make_params(model, params)
-    elif params.model != model.name:
-        raise ParameterError(f"params are for model {params.model!r}, not {model.name!r}")
+    params = as_params(model, params)
     if ts is None:
         raise ParameterError("times = None: expected save times in s")
     config = config or SolverConfig(**config_kwargs)

@@ -1,12 +1,11 @@
 """Observables against closed forms, SciPy's curve_fit and carrier conservation."""
 
-import jax
 import numpy as np
 import pytest
 from scipy.integrate import quad
 from scipy.optimize import curve_fit
 
-from jaxsim.observables import (SUMMARIES, biexp_fit, biexp_fit_batch, diffusion_length,
+from jaxsim.observables import (SUMMARIES, biexp_fit_batch, diffusion_length,
                                 first_moment, recombination_shares, summaries, tau_1e,
                                 window_weights)
 from jaxsim.params import ParameterError
