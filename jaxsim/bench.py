@@ -375,8 +375,12 @@ def machine_info() -> str:
 
 
 def run_benchmark(quick: bool = True, sizes: BenchSizes | None = None, *, seed: int = 0,
-                  dtype: str = "float64", log=print, fit_rows: bool = True) -> dict:
-    """Run all rows and return the JSON-able report (see the module docstring)."""
+                  dtype: str = "float64", log=print, fit_rows: bool | str = True) -> dict:
+    """Run all rows and return the JSON-able report (see the module docstring).
+
+    ``fit_rows``: append :func:`jaxsim.bench_fit.fit_benchmark_rows` rows: True (default) for a
+    full run only (``quick`` skips them to stay under 2 minutes), ``"always"`` also when quick,
+    False never."""
     import jax
 
     sizes = sizes or (QUICK if quick else FULL)
@@ -408,7 +412,10 @@ def run_benchmark(quick: bool = True, sizes: BenchSizes | None = None, *, seed: 
             results.append({"name": name, "output": kind, **r})
             log(f"    {r['points_per_s']:.4g} points/s, compile {r['compile_s']:.1f} s, "
                 f"max rel err {r['max_rel_err']:.2e}, peak RSS {r['peak_rss_mb']:.0f} MB")
-    if fit_rows:
+    # the fitting rows take over 2 minutes of their own on 2 cores (measured: 2 min 45 s wall,
+    # 70 s CPU for fit_benchmark_rows(True)), so ``--quick`` leaves them out (it must finish
+    # in under 2 minutes); fit_rows="always" runs them anyway
+    if want_fit_rows(quick, fit_rows):
         log("fit rows (jaxsim.bench_fit) ...")
         results.extend(_fit_rows(quick))
     report = {"machine": machine_info(), "device": str(jax.devices()[0]),
@@ -420,6 +427,14 @@ def run_benchmark(quick: bool = True, sizes: BenchSizes | None = None, *, seed: 
               "ratios": ratios(results)}
     report["memory"] = memory
     return report
+
+
+def want_fit_rows(quick: bool, fit_rows: bool | str) -> bool:
+    """Whether :func:`run_benchmark` appends the fitting rows: a full run (``fit_rows``
+    True), or ``fit_rows == "always"`` (also when quick); never with False."""
+    if fit_rows not in (True, False, "always"):
+        raise ValueError(f"fit_rows = {fit_rows!r}: expected True, False or 'always'")
+    return fit_rows == "always" or (fit_rows is True and not quick)
 
 
 def _fit_rows(quick: bool) -> list[dict]:

@@ -28,7 +28,9 @@ Here instead (DESIGN §2.1):
   ``window``; a longer step is cut at the window's last point) as one row of a segment buffer
   (``dynamic_update_slice``, in place). Every ``SEGMENT`` iterations the rows are evaluated on
   their save points in bulk and scattered into the output: no search, no inner loop over save
-  points while stepping. (On XLA:CPU a scatter inside the loop costs a pass over its whole
+  points while stepping. Only the states the outputs need are scattered (PL is computed from
+  the saved n afterwards, densely: one scatter per save point instead of two for n and PL).
+  (On XLA:CPU a scatter inside the loop costs a pass over its whole
   operand, and an update fused with its producer was a full copy: hence the segments and the
   ``optimization_barrier``.)
 
@@ -121,6 +123,27 @@ def _rk_step(field, t, h, y, f0):
     y1 = ys
     err = tuple(h * _lin(_B_ERR, ks, j) for j in range(n))
     return y1, ks[-1], err, ks
+
+
+def _pl_states(model) -> set:
+    """Indices of the states ``model.pl`` depends on: changing the state (to another value or
+    to NaN) changes the result. The others are not saved for curves (PL is computed with 0)."""
+    n_state = len(model.state_names)
+    names = set()
+    try:
+        c = {k: np.float64(0.5) for k in model.coefficients(
+            {row.name: row.default for row in model.parameters}, 1e16, 1e-9)}
+        base = np.asarray(model.pl((np.float64(0.5),) * n_state, c))
+        for j in range(n_state):
+            for other in (np.nan, 0.7, 0.0):
+                y = tuple(np.float64(other) if i == j else np.float64(0.5)
+                          for i in range(n_state))
+                val = np.asarray(model.pl(y, c))
+                if not (np.isfinite(val) and val == base):
+                    names.add(j)
+    except Exception:  # any doubt: interpolate every state
+        return set(range(n_state))
+    return names
 
 
 # -- building the chunk function ----------------------------------------------------------------
@@ -326,6 +349,12 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
                 quantities.append("pl" if name.endswith("_pl") else "n")
         quantities = tuple(dict.fromkeys(quantities))
         m_idx = jnp.arange(k_win, dtype=jnp.int32)
+        # states interpolated on the grid (scattered): those the quantities need; PL is
+        # computed afterwards from them (pl usually needs n only: one scatter, not two)
+        need = set()
+        for q in quantities:
+            need |= {0} if q == "n" else {1} if q == "n_d" else _pl_states(model)
+        saved_states = tuple(sorted(need))
         m_f = m_idx.astype(dtype)
 
     def field(t, y, c):
@@ -508,17 +537,16 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
                 theta = jnp.clip(jnp.where(valid, (tau - t) * inv_h, 0.0), 0.0, 1.0)
                 states = []
                 for j in range(n_state):
+                    if j not in saved_states:
+                        states.append(None)
+                        continue
                     y0_, c1, c2, c3, c4 = (fbuf[..., 2 + 5 * j + q, None] for q in range(5))
                     states.append(y0_ + theta * (c1 + theta * (c2 + theta * (c3 + theta * c4))))
-                safe = jnp.minimum(pid, npts - 1)
-                cc = {k: v[safe][..., None] for k, v in c_all.items()}
-                qv = {"n": lambda: states[0], "n_d": lambda: states[1],
-                      "pl": lambda: model.pl(tuple(states), cc)}
                 flat = jnp.where(valid, pid[..., None] * n_ts + ids, npts * n_ts).reshape(-1)
-                return tuple(o.at[flat].set(qv[q]().reshape(-1), mode="promise_in_bounds")
-                             for o, q in zip(outs, quantities))
+                return tuple(o.at[flat].set(states[j].reshape(-1), mode="promise_in_bounds")
+                             for o, j in zip(outs, saved_states))
 
-            outs0 = tuple(jnp.full((npts * n_ts + 1,), jnp.nan, dtype) for _ in quantities)
+            outs0 = tuple(jnp.full((npts * n_ts + 1,), jnp.nan, dtype) for _ in saved_states)
             carry, outs = jax.lax.while_loop(lambda oc: cond(oc[0]), outer, (carry, outs0))
         else:
             carry = jax.lax.while_loop(cond, body, carry)
@@ -529,14 +557,19 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
         nst = nst.reshape(bshape)
         saved = {}
         if save:
-            saved = {q: o[:-1].reshape(bshape + (n_ts,)) for q, o in zip(quantities, outs)}
+            st = {j: o[:-1].reshape(npts, n_ts) for j, o in zip(saved_states, outs)}
+            zero = jnp.zeros((npts, n_ts), dtype)
+            full = tuple(st.get(j, zero) for j in range(n_state))
+            cc = {k: v[:, None] for k, v in c_all.items()}
+            qv = {"n": lambda: st[0], "n_d": lambda: st[1], "pl": lambda: model.pl(full, cc)}
+            saved = {q: qv[q]().reshape(bshape + (n_ts,)) for q in quantities}
         res = tuple(r.reshape(bshape) for r in res)
         finals = res[:n_state]
         integ = dict(zip(integrands, res[n_state:]))
         c = {k: v.reshape(bshape) for k, v in c_all.items()}
         y_init = tuple(jnp.broadcast_to(jnp.asarray(v, dtype), bshape)
                        for v in model.initial_state(c))
-        out = _summaries(model, names, vals, c, n_ref, finals, integ, saved, ts_key, tr, dc,
+        out = _summaries(model, names, vals, c, n_ref, finals, integ, saved, ts_key, t1, tr, dc,
                          bshape, dtype, observables, code)
         if return_curves:
             for var in curve_vars:
@@ -544,7 +577,9 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
         ok = code == SUCCESS
         finite = jnp.ones(bshape, bool)
         for k, v in out.items():
-            finite = finite & jnp.all(jnp.isfinite(v).reshape(bshape + (-1,)), axis=-1)
+            # tau_1e is +inf by definition when the decay stays above 1/e inside the window
+            good = ~jnp.isnan(v) if k.startswith("tau_1e") else jnp.isfinite(v)
+            finite = finite & jnp.all(good.reshape(bshape + (-1,)), axis=-1)
         code = jnp.where(ok & ~finite, NON_FINITE, code)
         ok = code == SUCCESS
         out = {k: jnp.where(ok.reshape(bshape + (1,) * (v.ndim - len(bshape))), v, jnp.nan)
@@ -567,7 +602,7 @@ def _curve(model, var, saved, c, vals, n_ref, y0):
     return saved["pl"] / model.pl(y0[:n_state], c)[..., None]
 
 
-def _summaries(model, names, vals, c, n_ref, finals, integ, saved, ts_key, tr, dc, bshape,
+def _summaries(model, names, vals, c, n_ref, finals, integ, saved, ts_key, t1, tr, dc, bshape,
                dtype, observables, code):
     """Physical summaries: integrals straight from the carried state; curve ones through
     :func:`jaxsim.observables.summaries` on a :class:`Solution` built from the saved curves."""
@@ -582,14 +617,21 @@ def _summaries(model, names, vals, c, n_ref, finals, integ, saved, ts_key, tr, d
         states = {}
         if "n" in saved:
             states["n"] = saved["n"] * n_ref[..., None]
-        pl = saved["pl"] * pls[..., None] if "pl" in saved else None
+        # the PL curve only enters shape summaries (tau_avg_pl, tau_1e_pl: normalised), which
+        # with B = 0 are those of the B -> 0 limit (PL per unit B, n p): scale by 1 there
+        pl = saved["pl"] * jnp.where(pls > 0, pls, 1.0)[..., None] if "pl" in saved else None
     else:
-        t = jnp.ones((1,), dtype)
+        # the window's end: carriers put in (n0 + G t1) normalise plqy and the shares
+        t = jnp.full((1,), t1, dtype)
         states, pl = {}, None
     sol = Solution(model=model.name, t=t, states=states, pl=pl, integrals=integrals,
                    final=final, status=code, num_steps=jnp.zeros(bshape, jnp.int32),
                    params=Params(model=model.name, values=vals), solver="tsit5")
-    return dict(observables.summaries(sol, names, dc))
+    out = dict(observables.summaries(sol, names, dc))
+    if "tau_mean_pl" in out:
+        # from the scaled integrals: independent of B, so defined (the B -> 0 limit) at B = 0
+        out["tau_mean_pl"] = integ["t_pl"] / integ["pl"] * tr
+    return out
 
 
 # -- chunking helpers ------------------------------------------------------------------------

@@ -84,3 +84,14 @@ def test_cli_end_to_end(tmp_path):
     out = tmp_path / "b.json"
     assert main(["bench", "--tiny", "--out", str(out)]) == 0
     assert {r["name"] for r in json.loads(out.read_text())["results"]} >= {"scipy", "jaxsim"}
+
+
+def test_quick_leaves_out_fit_rows():
+    """--quick must stay under 2 minutes: the fitting rows (over 2 minutes alone) only run in a
+    full benchmark or when asked for explicitly."""
+    assert not bench.want_fit_rows(True, True)
+    assert bench.want_fit_rows(False, True)
+    assert bench.want_fit_rows(True, "always")
+    assert not bench.want_fit_rows(False, False)
+    with pytest.raises(ValueError):
+        bench.want_fit_rows(True, "sometimes")

@@ -202,3 +202,54 @@ def test_bad_values(f_lin, points):
         f_lin({"X": np.ones(CHUNK)})
     with pytest.raises(ParameterError, match="'A' = -1.0"):
         f_lin({**points, "A": -np.ones(CHUNK)})
+
+
+def test_b_zero_is_well_defined():
+    """B = 0 (allowed): no radiative recombination, so PL amplitudes are 0 and PL shape
+    summaries are those of the B -> 0 limit (PL per unit B ~ n^2); n-based outputs exact."""
+    a = 2e6
+    ts = np.linspace(0.0, T1, 200)
+    f = chunk_solver("trap_detrap", t1=T1, config=CFG, curve_ts=ts,
+                     curve_vars=("n", "pl", "pl_norm"),
+                     summaries=("tau_mean_pl", "plqy", "pl_integrated", "tau_mean_n", "tau_1e_n",
+                                "tau_1e_pl", "share_bimolecular", "share_remaining"))
+    zeros = np.zeros(2)
+    out = {k: np.asarray(v) for k, v in f({"A": np.full(2, a), "B": zeros, "C": zeros,
+                                           "D": zeros, "K1": zeros,
+                                           "n0": np.array([1e16, 1e17])}).items()}
+    assert np.all(out["status"] == 0)
+    for k, v in out.items():
+        assert np.all(np.isfinite(v)), k
+    n_exact = np.array([1e16, 1e17])[:, None] * np.exp(-a * ts)
+    np.testing.assert_allclose(out["curve_n"], n_exact, rtol=1e-5)
+    np.testing.assert_array_equal(out["curve_pl"], 0.0)
+    np.testing.assert_allclose(out["curve_pl_norm"], np.exp(-2 * a * ts)[None].repeat(2, 0),
+                               rtol=1e-5, atol=1e-12)
+    for name in ("plqy", "pl_integrated", "share_bimolecular"):
+        np.testing.assert_array_equal(out[name], 0.0)
+    np.testing.assert_allclose(out["share_remaining"], 1.0, rtol=1e-6)
+    # first moments of e^{-a t} and e^{-2 a t} over [0, T1]
+    for rate, name in ((a, "tau_mean_n"), (2 * a, "tau_mean_pl")):
+        x = rate * T1
+        exact = (1 - np.exp(-x) * (1 + x)) / (rate * (1 - np.exp(-x)))
+        np.testing.assert_allclose(out[name], exact, rtol=1e-6)
+    np.testing.assert_allclose(out["tau_1e_n"], 1 / a, rtol=1e-3)
+    np.testing.assert_allclose(out["tau_1e_pl"], 1 / (2 * a), rtol=1e-3)
+
+
+def test_cw_generation_plqy_and_tau_1e_outside_window():
+    """With G > 0 plqy is normalised by n0 + G t1 (as in jaxsim.solve + observables), and a
+    decay that stays above 1/e inside the window gives tau_1e = inf with status 0."""
+    from jaxsim.observables import summaries as solve_summaries
+
+    values = {"A": np.array([1e5, 1e8]), "D": np.array([0.0, 0.0]), "G": np.array([1e22, 1e23]),
+              "n0": np.array([1e16, 1e16])}
+    t1 = 5e-8
+    f = chunk_solver("trap_detrap", t1=t1, summaries=("plqy", "tau_1e_n"))
+    out = f(values)
+    assert list(np.asarray(out["status"])) == [0, 0]
+    ref = solve_summaries(jaxsim.solve("trap_detrap", values, np.linspace(0, t1, 201), rtol=1e-8),
+                          ["plqy"])
+    np.testing.assert_allclose(np.asarray(out["plqy"]), np.asarray(ref["plqy"]), rtol=1e-4)
+    assert np.isinf(np.asarray(out["tau_1e_n"])[0])      # 1/A = 10 us >> 50 ns window
+    assert np.isfinite(np.asarray(out["tau_1e_n"])[1])   # 1/A = 10 ns

@@ -28,8 +28,11 @@ def register(subparsers) -> None:
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                    help="dtype of the jaxsim engine rows (default float64)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random grid")
-    p.add_argument("--no-fit", action="store_true",
-                   help="skip the fitting rows (jaxsim.bench_fit), which add a minute or more")
+    fit = p.add_mutually_exclusive_group()
+    fit.add_argument("--no-fit", action="store_true",
+                     help="skip the fitting rows (jaxsim.bench_fit) of a full run")
+    fit.add_argument("--fit", action="store_true",
+                     help="add the fitting rows to a --quick run too (2-3 minutes more on 2 cores)")
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # smoke test only
     p.set_defaults(func=run)
 
@@ -45,7 +48,8 @@ def run(args) -> int:
         raise ParameterError(f"--out {args.out!r}: directory {out_dir!r} does not exist")
     sizes = bench.TINY if args.tiny else None
     report = bench.run_benchmark(quick=args.quick or args.tiny, sizes=sizes, seed=args.seed,
-                                 dtype=args.dtype, fit_rows=not (args.no_fit or args.tiny))
+                                 dtype=args.dtype, fit_rows=(False if (args.no_fit or args.tiny)
+                                           else "always" if args.fit else True))
     bench.write_report(report, args.out)
     print(bench.format_table(report))
     print(f"\nwrote {args.out}")
