@@ -2,9 +2,9 @@
 
 Four CPU devices come from XLA_FLAGS=--xla_force_host_platform_device_count=4 in a subprocess
 (the flag must be set before JAX starts). A 4-device run with chunks of 40 gives each device the
-10 points a one-device run with chunks of 10 computes together: the numbers must be identical.
-With chunks of 10 on 4 devices (padded to 12, 3 per device) XLA vectorizes other batch sizes,
-so floats may differ in the last bits: equal status and steps, values to 1e-13.
+10 points a one-device run with chunks of 10 computes together; with chunks of 10 on 4 devices
+(padded to 12, 3 per device) XLA vectorizes other batch sizes. Both must give equal status and
+step counts and values equal to 1e-13 (bit equality was seen, but is not guaranteed by XLA).
 """
 
 import os
@@ -72,12 +72,13 @@ def test_four_devices_equal_one(tmp_path):
     assert "devices 4" in r.stdout
     a, b, c = xr.open_zarr(one), xr.open_zarr(four), xr.open_zarr(four_pad)
     assert np.all(a["status"].values == 0)
-    for v in ("tau_mean_pl", "plqy", "status", "num_steps"):
-        np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
-    for v in ("status", "num_steps"):
-        np.testing.assert_array_equal(a[v].values, c[v].values, err_msg=v)
-    for v in ("tau_mean_pl", "plqy"):
-        np.testing.assert_allclose(c[v].values, a[v].values, rtol=1e-13, err_msg=v)
+    # same steps and statuses exactly; floats to rounding (XLA may vectorise a different
+    # per-device batch differently, so the last bit is not guaranteed)
+    for other in (b, c):
+        for v in ("status", "num_steps"):
+            np.testing.assert_array_equal(a[v].values, other[v].values, err_msg=v)
+        for v in ("tau_mean_pl", "plqy"):
+            np.testing.assert_allclose(other[v].values, a[v].values, rtol=1e-13, err_msg=v)
 
 
 def test_shard_function_splits_lanes():
