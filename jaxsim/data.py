@@ -128,7 +128,7 @@ def _check_n0(n0, k: int, source=None) -> np.ndarray:
                         f"decay(s): expected one excitation density (cm^-3) per decay")
     if not np.all(np.isfinite(arr) & (arr > 0)):
         bad = arr[~(np.isfinite(arr) & (arr > 0))][0]
-        raise DataError(f"{_where(source)}: n0 = {bad!r}: expected densities > 0 cm^-3")
+        raise DataError(f"{_where(source)}: n0 = {float(bad):g}: expected densities > 0 cm^-3")
     return arr
 
 
@@ -477,7 +477,10 @@ def rebin(ds: DecaySet, factor: int) -> DecaySet:
     irf = ds.irf
     if irf is not None:
         raise ParameterError("rebin before attaching an instrument response")
-    return ds.replace(t=ds.t[: n * factor : factor], y=agg(y, axis=2), mask=m.min(axis=2),
+    # bins keep their left edge; averaged samples sit at the mean of their times
+    t = (ds.t[: n * factor : factor] if ds.sampling == "bins"
+         else np.asarray(ds.t[: n * factor]).reshape(n, factor).mean(axis=1))
+    return ds.replace(t=t, y=agg(y, axis=2), mask=m.min(axis=2),
                       background=ds.background * (factor if ds.sampling == "bins" else 1),
                       bin_width=ds.bin_width * factor,
                       preprocessing=ds.preprocessing + (f"rebin factor={factor}",))

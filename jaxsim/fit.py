@@ -801,6 +801,12 @@ def _finish(pr: Problem, x, n_starts, start_losses, sigma, vg, hessian="fd") -> 
     if not ok_solves:
         msgs.append(f"{int(np.sum(status != 0))} decay solve(s) failed at the optimum "
                     "(status != 0): raise max_steps or choose solver='kvaerno5'")
+    if (s.loss == "poisson" or sigma is not None) and reduced > 2.0:
+        # the stderr assume the model describes the data; with a misfit they are too small
+        what = "deviance/dof" if s.loss == "poisson" else "reduced chi2"
+        msgs.append(f"{what} = {reduced:.3g} is well above 1: the model does not describe these "
+                    "data within their noise, so the standard errors are too small "
+                    "(check the model, the IRF, the background and the time window)")
     for msg in msgs:
         warnings.warn(msg, FitWarning, stacklevel=3)
     return FitResult(

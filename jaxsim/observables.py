@@ -60,10 +60,13 @@ SUMMARIES: dict[str, Summary] = {
     "share_bimolecular": Summary("1", "fraction of carriers lost radiatively", False),
     "share_auger": Summary("1", "fraction of carriers lost by Auger recombination", False),
     "share_trap_relaxation": Summary("1", "fraction lost from traps to the valence band", False),
+    "share_quenching": Summary("1", "fraction lost to mobile-ion quenchers (trap_detrap_quench)",
+                               False),
     "share_remaining": Summary("1", "fraction still in n + n_d at t1", False),
 }
 
-SHARE_CHANNELS = ("trapping", "detrapping", "bimolecular", "auger", "trap_relaxation")
+SHARE_CHANNELS = ("trapping", "detrapping", "bimolecular", "auger", "trap_relaxation",
+                  "quenching")
 
 
 # -- two-exponential fit ---------------------------------------------------------------------
@@ -265,10 +268,27 @@ def _param(solution, name, shape):
     return jnp.broadcast_to(values[name], shape)
 
 
+PL_SHAPE_SUMMARIES = ("tau_avg_pl", "tau_mean_pl", "tau_1e_pl")
+
+
+def _check_pl_defined(solution, names) -> None:
+    """PL = B n p is identically 0 at B = 0, so its lifetime has no meaning: say so instead of
+    returning NaN. (The sweep engine reports the B -> 0 limit, PL per unit B, instead.)"""
+    asked = [n for n in names if n in PL_SHAPE_SUMMARIES]
+    b = solution.params.values.get("B") if asked else None
+    if b is None or isinstance(b, jax.core.Tracer):
+        return
+    if np.any(np.asarray(b) == 0):
+        raise ParameterError(
+            f"summary {asked[0]!r} needs PL, but parameter 'B' = 0 (no radiative "
+            "recombination, PL = 0): expected B > 0, or an n-based summary such as "
+            f"{asked[0].replace('_pl', '_n')!r}")
+
+
 def carriers_in(solution):
     r"""Carriers put in by :math:`t_1`: :math:`n_0 + G t_1` (cm^-3), batch-shaped."""
     shape = jnp.shape(solution.status)
-    t1 = solution.t[-1]
+    t1 = solution.t[-1] if solution.window_end is None else solution.window_end
     return _param(solution, "n0", shape) + _param(solution, "G", shape) * t1
 
 
@@ -330,6 +350,7 @@ def summaries(solution, names, diffusion_coefficient=0.017, *, window=None) -> d
             cache[which] = _vmap_fit(t, normalised(y), w)
         return cache[which]
 
+    _check_pl_defined(solution, names)
     shares = None
     for name in names:
         if name == "tau_avg_n":

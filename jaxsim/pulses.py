@@ -324,6 +324,9 @@ def _lane(model: Model, config: SolverConfig, solver: str, tol: float, max_newto
             final=tuple(y[i] for y in sols.final), status=sols.status[i],
             num_steps=sols.num_steps[i])
         status = jnp.maximum(jnp.max(ps.status), jnp.max(sols.status))
+        # a periodic state that did not converge is a failure, whatever the solves said
+        status = jnp.where((status == SUCCESS) & ~(ps.converged[0] & ps.converged[1]),
+                           FAILED, status)
         return dict(z=ps.z[0], residual=ps.residual[0], iterations=ps.iterations[0],
                     converged=ps.converged[0] & ps.converged[1], newton=ps.newton[0],
                     steady=pick(0), first=pick(1), accumulation=ca, status=status)
@@ -365,7 +368,7 @@ class PulseTrainResult(eqx.Module):
 
 
 def _physical(model: Model, params: Params, flat: dict, n_ref, out: ScaledSolution, ts, shape,
-              config: SolverConfig, solver: str) -> Solution:
+              config: SolverConfig, solver: str, period=None) -> Solution:
     tr = config.t_ref
 
     def phys(x, scale):
@@ -382,7 +385,8 @@ def _physical(model: Model, params: Params, flat: dict, n_ref, out: ScaledSoluti
     integ = {k: phys(v, scales.get(k, n_ref)) for k, v in out.integrals.items()}
     return Solution(model=model.name, t=jnp.asarray(ts), states=states, pl=pl, integrals=integ,
                     final=final, status=jnp.reshape(out.status, shape),
-                    num_steps=jnp.reshape(out.num_steps, shape), params=params, solver=solver)
+                    num_steps=jnp.reshape(out.num_steps, shape), params=params, solver=solver,
+                    window_end=None if period is None else jnp.reshape(period, shape))
 
 
 def steady_state_decay(model, params: Params | dict | None, ts, rep_rate,
@@ -418,7 +422,7 @@ def steady_state_decay(model, params: Params | dict | None, ts, rep_rate,
     t_max = 1.0 / float(np.max(rr))
     if ts[-1] > t_max * (1 + 1e-12):
         raise ParameterError(
-            f"times extend to {ts[-1]!r} s, beyond one period 1/rep_rate = {t_max!r} s: expected "
+            f"times extend to {float(ts[-1]):g} s, beyond one period 1/rep_rate = {float(t_max):g} s: expected "
             "save times within one period")
     p = broadcast(params)
     try:
@@ -439,8 +443,10 @@ def steady_state_decay(model, params: Params | dict | None, ts, rep_rate,
     n_ref = flat["n0"]
     fn = _batched(model, config, solver, float(tol), int(max_newton), int(max_fixed))
     out = fn(flat, n_ref, jnp.asarray(rr_flat, dtype), ts_scaled, ts_acc)
-    steady = _physical(model, params, flat, n_ref, out["steady"], ts, shape, config, solver)
-    first = _physical(model, params, flat, n_ref, out["first"], ts, shape, config, solver)
+    # the integrals (plqy, shares) cover the whole period, not just [0, ts[-1]]
+    period = jnp.asarray(1.0 / rr_flat)
+    steady = _physical(model, params, flat, n_ref, out["steady"], ts, shape, config, solver, period)
+    first = _physical(model, params, flat, n_ref, out["first"], ts, shape, config, solver, period)
     steady = eqx.tree_at(lambda s: s.status, steady, jnp.reshape(out["status"], shape))
     z = out["z"]
     start = {nm: jnp.reshape(z[:, i] * n_ref, shape) for i, nm in enumerate(model.state_names)}

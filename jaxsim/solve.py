@@ -272,6 +272,8 @@ class Solution(eqx.Module):
     num_steps: jax.Array
     params: Params
     solver: str = eqx.field(static=True)
+    #: end of the window the integrals cover, when it is not t[-1] (a pulse train's period)
+    window_end: jax.Array | None = None
 
     @property
     def n(self):
