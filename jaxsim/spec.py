@@ -55,7 +55,9 @@ CURVE_VARS = ("n", "n_d", "pl", "pl_norm")
 CURVE_UNITS = {"n": "cm^-3", "n_d": "cm^-3", "pl": "cm^-3 s^-1", "pl_norm": "1"}
 SPEC_KEYS = ("name", "description", "model", "t1", "dtype", "rtol", "atol", "max_steps",
              "solver", "chunk_size", "order_by_stiffness", "sensitivities", "fixed", "axes",
-             "observables")
+             "observables", "diffusion_coefficient")
+#: carrier diffusion coefficient D_c (cm^2/s) behind ``diffusion_length``: MAPbI3 film (paper)
+DEFAULT_DIFFUSION_COEFFICIENT = 0.017
 DEFAULT_CHUNK = 4096
 #: the sweep quantity that is not a model parameter: the pulse train's repetition rate (Hz)
 REP_RATE = "rep_rate"
@@ -198,6 +200,7 @@ class SweepSpec:
     chunk_size: int = DEFAULT_CHUNK
     order_by_stiffness: bool = True
     sensitivities: tuple[str, ...] = ()
+    diffusion_coefficient: float = DEFAULT_DIFFUSION_COEFFICIENT
     name: str = ""
     description: str = ""
 
@@ -474,6 +477,11 @@ def from_dict(raw: Mapping) -> SweepSpec:
     if isinstance(max_steps, bool) or not isinstance(max_steps, int):
         raise SpecError(f"max_steps = {max_steps!r}: expected a positive integer")
     atol = raw.get("atol")
+    dc = _number(raw.get("diffusion_coefficient", DEFAULT_DIFFUSION_COEFFICIENT),
+                 where="diffusion_coefficient")
+    if not (np.isfinite(dc) and dc > 0):
+        raise SpecError(f"diffusion_coefficient = {dc!r}: expected a positive number in cm^2/s "
+                        "(0.017 for a MAPbI3 film, 2.05 for a single crystal)")
     spec = SweepSpec(
         model=model.name, axes=tuple(axes), t1=t1, summaries=tuple(summaries),
         fixed=tuple(fixed), curve_vars=curve_vars, curve_ts=curve_ts,
@@ -481,7 +489,7 @@ def from_dict(raw: Mapping) -> SweepSpec:
         rtol=_number(raw.get("rtol", 1e-6), where="rtol"),
         atol=None if atol is None else _number(atol, where="atol"),
         max_steps=max_steps, solver=raw.get("solver", "auto"), chunk_size=chunk,
-        order_by_stiffness=order, sensitivities=tuple(sens),
+        order_by_stiffness=order, sensitivities=tuple(sens), diffusion_coefficient=dc,
         name=raw.get("name", ""), description=raw.get("description", ""),
     )
     try:
@@ -518,6 +526,9 @@ def to_dict(spec: SweepSpec) -> dict:
     d.update(max_steps=spec.max_steps, solver=spec.solver, chunk_size=spec.chunk_size,
              order_by_stiffness=spec.order_by_stiffness, sensitivities=list(spec.sensitivities),
              fixed=dict(spec.fixed), axes={a.name: a.values.to_raw() for a in spec.axes})
+    if spec.diffusion_coefficient != DEFAULT_DIFFUSION_COEFFICIENT:
+        # only when set, so stores made before the field existed keep their fingerprint
+        d["diffusion_coefficient"] = spec.diffusion_coefficient
     obs: dict = {"summaries": list(spec.summaries)}
     if spec.curve_ts is not None:
         obs["curves"] = {"vars": list(spec.curve_vars), "ts": spec.curve_ts.to_raw()}

@@ -67,7 +67,10 @@ def variable_attrs(spec: SweepSpec, name: str) -> dict:
 
     if name in SUMMARIES:
         s = SUMMARIES[name]
-        return {"units": s.unit, "long_name": s.meaning}
+        attrs = {"units": s.unit, "long_name": s.meaning}
+        if name == "diffusion_length":
+            attrs["diffusion_coefficient_cm2_per_s"] = spec.diffusion_coefficient
+        return attrs
     if name == "carrier_accumulation_percent":
         from jaxsim.pulses import PULSE_SUMMARIES
 

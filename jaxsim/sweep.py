@@ -142,12 +142,14 @@ def _chunk_function(spec: SweepSpec):
             spec.model, t1=spec.t1,
             summaries=tuple(n for n in spec.output_names() if not n.startswith("curve_")),
             curve_ts=spec.curve_times(), curve_vars=spec.curve_vars or ("pl",),
-            config=spec.solver_config(), fixed=spec.fixed_dict, solver=period_solver(spec))
+            config=spec.solver_config(), fixed=spec.fixed_dict, solver=period_solver(spec),
+            diffusion_coefficient=spec.diffusion_coefficient)
     from jaxsim.engine import chunk_solver
 
     f = chunk_solver(spec.model, t1=spec.t1, summaries=spec.summaries,
                      curve_ts=spec.curve_times(), curve_vars=spec.curve_vars or ("pl",),
-                     config=spec.solver_config(), fixed=spec.fixed_dict)
+                     config=spec.solver_config(), fixed=spec.fixed_dict,
+                     diffusion_coefficient=spec.diffusion_coefficient)
     if spec.sensitivities:
         from jaxsim.sensitivity import with_elasticities
 

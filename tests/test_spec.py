@@ -155,3 +155,30 @@ def test_values_logspace_closed_form():
     np.testing.assert_allclose(v, [10.0**k for k in range(-3, 4)], rtol=1e-13)
     assert math.isclose(Values.parse({"linspace": {"start": 1, "stop": 2, "num": 3}},
                                      where="x").array()[1], 1.5)
+
+
+def test_diffusion_coefficient_field():
+    """A single-crystal sweep sets D_c; the default keeps older stores' fingerprints."""
+    base = parse_spec(BASE)
+    assert base.diffusion_coefficient == 0.017
+    assert "diffusion_coefficient" not in to_toml(base)
+    crystal = parse_spec("diffusion_coefficient = 2.05\n" + BASE)
+    assert crystal.diffusion_coefficient == 2.05
+    assert parse_spec(to_toml(crystal)) == crystal
+    assert crystal.fingerprint() != base.fingerprint()
+    _err("diffusion_coefficient = -1.0\n" + BASE, "diffusion_coefficient", "-1.0", "cm^2/s")
+
+
+def test_sweep_diffusion_length_uses_the_spec_coefficient(tmp_path):
+    import xarray as xr
+
+    from jaxsim.sweep import run_sweep
+
+    text = ('diffusion_coefficient = 2.05\nname = "dc"\nmodel = "abc"\nt1 = 2e-6\n'
+            'chunk_size = 4\n[axes]\nA = [1e6, 1e7]\n[observables]\n'
+            'summaries = ["tau_avg_n", "diffusion_length"]\n')
+    run_sweep(parse_spec(text), tmp_path / "dc.zarr", progress=False)
+    ds = xr.open_zarr(tmp_path / "dc.zarr")
+    np.testing.assert_allclose(ds.diffusion_length.values,
+                               np.sqrt(2.05 * ds.tau_avg_n.values), rtol=1e-12)
+    assert ds.diffusion_length.attrs["diffusion_coefficient_cm2_per_s"] == 2.05
