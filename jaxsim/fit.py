@@ -596,6 +596,8 @@ class FitResult:
     mu: np.ndarray
     status: np.ndarray
     problem: Problem = field(repr=False)
+    #: the known noise given to :func:`fit` (None: estimated from the residuals)
+    sigma: float | None = None
 
     def value(self, name):
         return self.params[name]["value"]
@@ -811,7 +813,7 @@ def _finish(pr: Problem, x, n_starts, start_losses, sigma, vg, hessian="fd") -> 
         warnings.warn(msg, FitWarning, stacklevel=3)
     return FitResult(
         model=s.model.name, free=s.free, params=params, per_decay=per_decay, loss=float(L),
-        loss_kind=s.loss, reduced=float(reduced), n_data=n_data, n_free=n_free,
+        loss_kind=s.loss, reduced=float(reduced), n_data=n_data, n_free=n_free, sigma=sigma,
         converged=converged, newton_decrement=float(dec), n_starts=int(n_starts),
         start_losses=[float(v) for v in np.asarray(start_losses)], correlation=corr, x=x,
         cov=cov, x_names=pr.names, warnings=msgs, mu=mu, status=status, problem=pr)
@@ -884,7 +886,9 @@ def profile_likelihood(result: FitResult, name: str, values=None, *, n_points: i
     if adam_steps:
         Z, _ = _adam(vg, Z, lo, hi, adam_steps, 0.02, frozen=i)
     Z, Lp = _lbfgs(vg, Z, lo, hi, lbfgs_steps, frozen=i)
-    scale = 1.0 if s.loss == "poisson" else 2 * result.loss / max(result.n_data - result.n_free, 1)
+    # the same variance as the covariance: the given sigma^2, else the residual estimate
+    scale = (1.0 if s.loss == "poisson" else result.sigma**2 if result.sigma
+             else 2 * result.loss / max(result.n_data - result.n_free, 1))
     lmin = min(result.loss, float(np.min(Lp)))
     delta = (Lp - lmin) / scale
     vals = 10.0 ** grid_x if lg else grid_x
