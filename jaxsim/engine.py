@@ -181,6 +181,24 @@ def _check_summaries(summaries):
     return names, any(SUMMARIES[n].needs_curve for n in names)
 
 
+def check_curve_request(model, t1: float, curve_ts, curve_vars):
+    """Validated (curve_ts or None, curve_vars): times in [0, t1], known variables."""
+    curve_vars = (curve_vars,) if isinstance(curve_vars, str) else tuple(curve_vars)
+    if curve_ts is None:
+        return None, curve_vars
+    curve_ts = check_times(curve_ts, name="curve_ts")
+    if curve_ts[-1] > t1 * (1 + 1e-12):
+        raise ParameterError(f"curve_ts ends at {float(curve_ts[-1]):g} s, after t1 = {t1:g} s: "
+                             "expected times <= t1")
+    for var in curve_vars:
+        if var not in CURVE_VARS:
+            raise ParameterError(
+                f"curve variable {var!r} is not known: expected one of {', '.join(CURVE_VARS)}")
+        if var == "n_d" and "n_d" not in model.state_names:
+            raise ParameterError(f"curve variable 'n_d': model {model.name!r} has no trap state")
+    return curve_ts, curve_vars
+
+
 def chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_vars=("pl",),
                  config: SolverConfig = SolverConfig(), fixed=None,
                  window: int = DEFAULT_WINDOW, lanes: int | None = None, summary_ts=None,
@@ -226,18 +244,7 @@ def chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_vars=("pl",),
     fixed = dict(fixed or {})
     for k, v in fixed.items():
         table_lookup(model.parameters, k, model=model.name).check(v, where="fixed")
-    curve_vars = (curve_vars,) if isinstance(curve_vars, str) else tuple(curve_vars)
-    if curve_ts is not None:
-        curve_ts = check_times(curve_ts, name="curve_ts")
-        if curve_ts[-1] > t1 * (1 + 1e-12):
-            raise ParameterError(
-                f"curve_ts ends at {curve_ts[-1]!r} s, after t1 = {t1!r} s: expected times <= t1")
-        for var in curve_vars:
-            if var not in CURVE_VARS:
-                raise ParameterError(
-                    f"curve variable {var!r} is not known: expected one of {', '.join(CURVE_VARS)}")
-            if var == "n_d" and "n_d" not in model.state_names:
-                raise ParameterError(f"curve variable 'n_d': model {model.name!r} has no trap state")
+    curve_ts, curve_vars = check_curve_request(model, t1, curve_ts, curve_vars)
     if needs_curve:
         sum_ts = curve_ts if curve_ts is not None else (
             check_times(summary_ts, name="summary_ts") if summary_ts is not None

@@ -512,8 +512,6 @@ PULSE_SUMMARIES = {
         "first-pulse vs steady-state PL over one period"),
 }
 CARRIER_ACCUMULATION = "carrier_accumulation_percent"
-#: curves of the steady-state pulse a chunk function can return (as jaxsim.engine's)
-CURVE_VARS = ("n", "n_d", "pl", "pl_norm")
 
 
 def param_dtype(config: SolverConfig):
@@ -700,8 +698,8 @@ def steady_state_chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_v
     above 1/e within [0, t1]. Compiled once per chunk size and solver.
     """
     from jaxsim import observables
+    from jaxsim.engine import check_curve_request
     from jaxsim.params import table_lookup
-    from jaxsim.solve import check_times
 
     model = get_model(model)
     t1 = float(t1)
@@ -713,20 +711,8 @@ def steady_state_chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_v
             raise ParameterError(
                 f"summary {name!r} is not known: expected one of "
                 f"{', '.join((*observables.SUMMARIES, *PULSE_SUMMARIES))}")
-    curve_vars = (curve_vars,) if isinstance(curve_vars, str) else tuple(curve_vars)
-
+    curve_ts, curve_vars = check_curve_request(model, t1, curve_ts, curve_vars)
     if curve_ts is not None:
-        curve_ts = check_times(curve_ts, name="curve_ts")
-        if curve_ts[-1] > t1 * (1 + 1e-12):
-            raise ParameterError(
-                f"curve_ts ends at {curve_ts[-1]!r} s, after t1 = {t1!r} s: expected times <= t1")
-        for var in curve_vars:
-            if var not in CURVE_VARS:
-                raise ParameterError(f"curve variable {var!r} is not known: expected one of "
-                                     f"{', '.join(CURVE_VARS)}")
-            if var == "n_d" and var not in model.state_names:
-                raise ParameterError(f"curve variable {var!r}: model {model.name!r} has no "
-                                     "trap state")
         save_ts = np.minimum(curve_ts, t1)
     else:
         curve_vars = ()
