@@ -14,24 +14,9 @@ import xarray as xr
 
 from jaxsim.spec import parse_spec
 from jaxsim.sweep import run_sweep
+from tiny_sweep import tiny_spec
 
-# the same spec as tests/test_sweep.py (compiled once per session)
-SPEC = """
-name = "tiny"
-model = "trap_detrap"
-t1 = 2e-6
-chunk_size = 8
-[fixed]
-B = 1e-10
-C = 1e-28
-[axes]
-A = { logspace = [1e5, 1e8, 4] }
-D = [0.0, 1e6, 1e8]
-K1 = [1e2, 1e6]
-n0 = { logspace = [1e15, 1e18, 4] }
-[observables]
-summaries = ["tau_mean_pl", "plqy"]
-"""
+SPEC = tiny_spec(chunk_size=8)
 
 
 def _free_port() -> int:
