@@ -15,7 +15,10 @@ sampled while the row ran). The ways of solving:
   (extrapolated: points/s is subsample size / time); summaries from two extra integrated states.
 - ``diffrax_naive``: ``jit(vmap(diffeqsolve(Tsit5, PIDController(1e-6), SaveAt(ts=1000 points))))``
   on unsorted chunks; summaries from the saved PL curve (trapezoid rule), the naive way.
-- ``jaxsim``: :func:`jaxsim.engine.chunk_solver`, sorted chunks (:func:`jaxsim.engine.solve_points`).
+- ``jaxsim``: :func:`jaxsim.engine.chunk_solver`, sorted chunks, several at once on a CPU
+  (:func:`jaxsim.engine.map_chunks`), as a sweep runs them; one row per engine dtype
+  (``float64`` and ``float32`` by default; the baselines always run in float64). The ratios
+  are ``{output}_{dtype}_vs_{baseline}``.
 
 Relative error of a summary is :math:`|x - x_\mathrm{ref}| / |x_\mathrm{ref}|`; of a curve
 :math:`\max_t |y - y_\mathrm{ref}| / (|y_\mathrm{ref}| + f\max_t |y_\mathrm{ref}|)` with
@@ -61,7 +64,7 @@ class BenchSizes:
     memory_points: int
 
 
-QUICK = BenchSizes(jaxsim=32768, naive=1024, scipy=24, reference=16, chunk=8192,
+QUICK = BenchSizes(jaxsim=32768, naive=1024, scipy=24, reference=16, chunk=4096,
                    naive_chunk=512, memory_chunks=(256, 1024, 4096), memory_points=16384)
 #: a smoke test of the machinery (numbers meaningless)
 TINY = BenchSizes(jaxsim=64, naive=16, scipy=3, reference=3, chunk=32, naive_chunk=16,
@@ -302,14 +305,16 @@ def engine_fn(kind: str, dtype: str = "float64", rtol: float = ENGINE_RTOL, lane
                         config=cfg, lanes=lanes)
 
 
-def run_jaxsim(points, kind, chunk, ref_points, dtype="float64"):
+def run_jaxsim(points, kind, chunk, ref_points, dtype="float64", workers=None):
     """The engine as a sweep drives it: points sorted by stiffness (stiffest first), chunks of
-    ``chunk`` (the last padded), each chunk's outputs fetched to host memory as it finishes."""
+    ``chunk`` (the last padded), ``workers`` chunks at once (:func:`jaxsim.engine.map_chunks`),
+    each chunk's outputs fetched to host memory as it finishes."""
     import jax
 
-    from jaxsim.engine import pad_chunk, stiffness_order
+    from jaxsim.engine import default_workers, map_chunks, pad_chunk, stiffness_order
 
     f = engine_fn(kind, dtype)
+    workers = default_workers() if workers is None else workers
     keys = SUMMARY_NAMES if kind == "summary" else ("curve_n", "curve_pl")
     n = len(points["A"])
     order = stiffness_order(f.model, points)[::-1]
@@ -321,13 +326,15 @@ def run_jaxsim(points, kind, chunk, ref_points, dtype="float64"):
         t0 = time.perf_counter()
         jax.block_until_ready(f(first))
         t_again = time.perf_counter() - t0
-        chunks = []
+
+        def items():
+            for start in range(0, n, chunk):
+                idx = order[start:start + chunk]
+                c, m = pad_chunk({k: v[idx] for k, v in points.items()}, chunk)
+                yield (idx, m), c
+
         t0 = time.perf_counter()
-        for start in range(0, n, chunk):
-            idx = order[start:start + chunk]
-            c, m = pad_chunk({k: v[idx] for k, v in points.items()}, chunk)
-            out = jax.device_get(f(c))
-            chunks.append((idx, m, out))
+        chunks = [(idx, m, out) for (idx, m), out in map_chunks(f, items(), workers)]
         el = time.perf_counter() - t0
     # the error subsample is the grid's first ref_points points
     where = np.empty(n, int)
@@ -338,7 +345,7 @@ def run_jaxsim(points, kind, chunk, ref_points, dtype="float64"):
     err = rel_err(sub, _REF_CACHE["ref"], kind)
     return dict(points_per_s=n / el, compile_s=max(t_first - t_again, 0.0), max_rel_err=err,
                 peak_rss_mb=mem.peak_mb, points=n, failed=int(np.sum(flat["status"] != 0)),
-                mean_steps=float(np.mean(flat["num_steps"])))
+                mean_steps=float(np.mean(flat["num_steps"])), dtype=dtype, workers=workers)
 
 
 def memory_check(sizes: BenchSizes) -> list[dict]:
@@ -375,7 +382,7 @@ def machine_info() -> str:
 
 
 def run_benchmark(quick: bool = True, sizes: BenchSizes | None = None, *, seed: int = 0,
-                  dtype: str = "float64", log=print, fit_rows: bool | str = True) -> dict:
+                  dtype: str = "both", log=print, fit_rows: bool | str = True) -> dict:
     """Run all rows and return the JSON-able report (see the module docstring).
 
     ``fit_rows``: append :func:`jaxsim.bench_fit.fit_benchmark_rows` rows: True (default) for a
@@ -396,10 +403,14 @@ def run_benchmark(quick: bool = True, sizes: BenchSizes | None = None, *, seed: 
     memory = memory_check(sizes)
     log(f"reference: float64 Radau on {sizes.reference} points ...")
     _REF_CACHE["ref"] = reference(take(sizes.reference), ts)
+    if dtype not in ("both", "float64", "float32"):
+        raise ValueError(f"dtype = {dtype!r}: expected 'both', 'float64' or 'float32'")
+    dtypes = ("float64", "float32") if dtype == "both" else (dtype,)
     results = []
     for kind in ("summary", "curves"):
-        for name in ("scipy", "diffrax_naive", "jaxsim"):
-            log(f"{name} / {kind} ...")
+        runs = [("scipy", None), ("diffrax_naive", None)] + [("jaxsim", d) for d in dtypes]
+        for name, dt in runs:
+            log(f"{name}{' ' + dt if dt else ''} / {kind} ...")
             if name == "scipy":
                 r = run_scipy(take(max(sizes.scipy, sizes.reference)), ts, kind,
                               sizes.reference)
@@ -408,7 +419,8 @@ def run_benchmark(quick: bool = True, sizes: BenchSizes | None = None, *, seed: 
                               sizes.reference)
             else:
                 r = run_jaxsim(take(max(sizes.jaxsim, sizes.reference)), kind, sizes.chunk,
-                               sizes.reference, dtype)
+                               sizes.reference, dt)
+            r.setdefault("dtype", "float64")
             results.append({"name": name, "output": kind, **r})
             log(f"    {r['points_per_s']:.4g} points/s, compile {r['compile_s']:.1f} s, "
                 f"max rel err {r['max_rel_err']:.2e}, peak RSS {r['peak_rss_mb']:.0f} MB")
@@ -422,7 +434,7 @@ def run_benchmark(quick: bool = True, sizes: BenchSizes | None = None, *, seed: 
               "device_kind": jax.devices()[0].device_kind, "quick": quick, "seed": seed,
               "grid": {"model": "trap_detrap", "A": [1e5, 1e8], "D": [0, 1e8],
                        "K1": [1e2, 1e7], "n0": [1e15, 1e18], "t1": T1, "curve_points": N_CURVE,
-                       "rtol": RTOL, "dtype": dtype},
+                       "rtol": RTOL, "engine_rtol": ENGINE_RTOL, "dtypes": list(dtypes)},
               "results": results,
               "ratios": ratios(results)}
     report["memory"] = memory
@@ -449,30 +461,31 @@ def _fit_rows(quick: bool) -> list[dict]:
 
 
 def ratios(results: list[dict]) -> dict:
-    """jaxsim points/s over each baseline's, per output kind."""
-    by = {(r["name"], r["output"]): r for r in results}
+    """jaxsim points/s over each baseline's, per output kind and engine dtype:
+    ``{kind}_{dtype}_vs_{baseline}``."""
     out = {}
     for kind in ("summary", "curves"):
-        j = by.get(("jaxsim", kind))
-        if not j:
-            continue
-        for base in ("scipy", "diffrax_naive"):
-            b = by.get((base, kind))
-            if b and b["points_per_s"] > 0:
-                out[f"{kind}_vs_{base}"] = j["points_per_s"] / b["points_per_s"]
+        for j in (r for r in results if r["name"] == "jaxsim" and r["output"] == kind):
+            for base in ("scipy", "diffrax_naive"):
+                b = next((r for r in results if r["name"] == base and r["output"] == kind),
+                         None)
+                if b and b["points_per_s"] > 0:
+                    key = f"{kind}_{j.get('dtype', 'float64')}_vs_{base}"
+                    out[key] = j["points_per_s"] / b["points_per_s"]
     return out
 
 
 def format_table(report: dict) -> str:
     lines = [f"machine: {report['machine']}", f"device:  {report['device']}", "",
-             f"{'name':<14} {'output':<8} {'points/s':>11} {'compile_s':>9} {'max_rel_err':>11} "
-             f"{'peak_rss_mb':>11}"]
+             f"{'name':<14} {'output':<8} {'dtype':<8} {'points/s':>11} {'compile_s':>9} "
+             f"{'max_rel_err':>11} {'peak_rss_mb':>11}"]
     others = []
     for r in report["results"]:
         if not all(k in r for k in ("points_per_s", "compile_s", "max_rel_err", "peak_rss_mb")):
             others.append(r)
             continue
-        lines.append(f"{r['name']:<14} {r['output']:<8} {r['points_per_s']:>11.4g} "
+        lines.append(f"{r['name']:<14} {r['output']:<8} {r.get('dtype', 'float64'):<8} "
+                     f"{r['points_per_s']:>11.4g} "
                      f"{r['compile_s']:>9.2f} {r['max_rel_err']:>11.2e} {r['peak_rss_mb']:>11.0f}")
     if others:
         lines.append("")
@@ -483,7 +496,7 @@ def format_table(report: dict) -> str:
             lines.append(f"  {r.get('name', '?')} / {r.get('output', '?')}: {rest}")
     lines.append("")
     for k, v in report.get("ratios", {}).items():
-        lines.append(f"ratio {k:<28} {v:8.1f}x")
+        lines.append(f"ratio {k:<36} {v:8.1f}x")
     if report.get("memory"):
         lines.append("")
         lines.append("memory (summary sweep): chunk, points -> peak RSS MB")

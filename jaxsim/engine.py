@@ -10,9 +10,11 @@ lane is done, and ``SaveAt(ts=...)`` runs an inner loop over the save points ins
 Here instead (DESIGN §2.1):
 
 - the loop is batch-native: the state is a tuple of ``(lanes,)`` arrays (one per variable, no
-  stacking), each lane keeps its own time and step; ``lanes`` trajectories run at a time and a
-  lane that reaches :math:`\tau_1` writes its results and takes the next point of the chunk
-  (so a chunk costs its total number of steps, not chunk x the slowest lane's);
+  stacking), each lane keeps its own time and step; ``lanes`` trajectories run at a time. The
+  loop runs in blocks of ``block`` steps: inside a block nothing is written but a small log;
+  between blocks the lanes that reached :math:`\tau_1` (or failed) write their results and take
+  the next points of the chunk (so a chunk costs about its total number of steps, not chunk x
+  the slowest lane's, and the scatters run once per block, not once per step);
 - the Runge-Kutta step is Tsitouras' 5(4) pair with diffrax's tableau (``diffrax.Tsit5``),
   unrolled; the step-size controller is the I-controller of diffrax's default
   ``PIDController``:
@@ -22,17 +24,19 @@ Here instead (DESIGN §2.1):
 - summaries come from integrals carried as extra state:
   :math:`\int \mathrm{PL}`, :math:`\int t\,\mathrm{PL}`, :math:`\int n`, :math:`\int t\,n`,
   :math:`\int \phi_k` for each flux, only those the requested summaries need;
-- curves come from the step's dense output: each accepted step stores its quartic interpolant
-  :math:`y(t_0 + \theta h) = y_0 + \sum_{p=1}^4 c_p \theta^p` (Tsit5's continuous extension,
-  :math:`c_p = h \sum_i M_{ip} k_i`) and the number of save points it covers (at most
-  ``window``; a longer step is cut at the window's last point) as one row of a segment buffer
-  (``dynamic_update_slice``, in place). Every ``SEGMENT`` iterations the rows are evaluated on
-  their save points in bulk and scattered into the output: no search, no inner loop over save
-  points while stepping. Only the states the outputs need are scattered (PL is computed from
-  the saved n afterwards, densely: one scatter per save point instead of two for n and PL).
-  (On XLA:CPU a scatter inside the loop costs a pass over its whole
-  operand, and an update fused with its producer was a full copy: hence the segments and the
-  ``optimization_barrier``.)
+- curves come from a quintic Hermite interpolant between accepted steps: the log keeps, at
+  the start of every step, :math:`(t, y, y', y'')` of the saved states (:math:`y'` is the
+  carried field, :math:`y'' = \mathrm{d}f/\mathrm{d}t` one ``jvp``: nothing that depends on the
+  stages, which XLA would recompute for every extra output) and the number of save points
+  before :math:`t` (arithmetic on an even grid). At the end of a block each step's segment
+
+  .. math:: y(t_0 + \theta h) = y_0 + \theta h y_0' + \tfrac12 \theta^2 h^2 y_0''
+            + \theta^3 (c_3 + \theta (c_4 + \theta c_5))
+
+  is evaluated on the (at most ``window``) save points it covers and scattered, lane by lane,
+  into the output; a step that would cover more is cut short. The interpolation error,
+  :math:`O(h^6)`, stays far below the step's own. Only the states the outputs need are
+  scattered (PL is computed from the saved n afterwards, densely).
 
 Order the grid by :func:`stiffness_order`, stiffest first (:func:`solve_points` does):
 chunks then hold similar points, and within a chunk the long trajectories start first while
@@ -43,6 +47,9 @@ lanes that finish early take the cheap ones (longest job first). Everything is p
 from __future__ import annotations
 
 import functools
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import diffrax
 import jax
@@ -57,10 +64,14 @@ from jaxsim.solve import (DTYPES, FAILED, MAX_STEPS, NON_FINITE, SUCCESS, Soluti
 CURVE_VARS = ("n", "n_d", "pl", "pl_norm")
 #: save points written per step at most (a longer step is cut at the k-th next save point)
 DEFAULT_WINDOW = 32
-#: loop iterations whose dense-output windows are buffered before one scatter into the output
-SEGMENT = 64
 #: default grid (points on [0, t1]) of curve-based summaries when no ``curve_ts`` is given
 DEFAULT_SUMMARY_POINTS = 512
+
+
+def default_block() -> int:
+    """Steps between two refills of finished lanes: a finished lane idles for half of it on
+    average, and each refill (results written, new points started) costs about one step."""
+    return 8
 
 
 def default_lanes() -> int:
@@ -112,17 +123,30 @@ def _lin(coefs, ks, j):
     return acc
 
 
-def _rk_step(field, t, h, y, f0):
-    """One Tsit5 step from (t, y) with f0 = field(t, y) (FSAL). Returns y1, f1, err, ks."""
+def _rk_step(field, t, h, y, f0, keep=lambda k: k):
+    """One Tsit5 step from (t, y) with f0 = field(t, y) (FSAL). Returns y1, f1, err, ks.
+
+    ``keep`` is applied to each stage (see :func:`_materialise`)."""
     ks = [f0]
     n = len(y)
     for s in range(1, 7):
         ys = tuple(y[j] + h * _lin(_A[s - 1], ks, j) for j in range(n))
-        ks.append(field(t + _C[s] * h, ys))
+        ks.append(keep(field(t + _C[s] * h, ys)))
     # FSAL: the last stage is evaluated at y1 = y + h sum b_i k_i (a_lower[-1] == b_sol)
     y1 = ys
     err = tuple(h * _lin(_B_ERR, ks, j) for j in range(n))
     return y1, ks[-1], err, ks
+
+
+def _materialise(one):
+    r"""``keep`` for :func:`_rk_step`: divide each stage by ``one`` (a runtime 1, exact).
+
+    XLA:CPU fuses elementwise producers into every consumer, so each output of the loop body
+    (new state, field, step size, ...) recomputed all the stages: the step ran ~10 times over.
+    A floating division counts as expensive, and expensive producers are not duplicated: the
+    stages are computed once (~2x fewer instructions per step, DESIGN §2.1).
+    """
+    return lambda k: tuple(x / one for x in k)
 
 
 def _pl_states(model) -> set:
@@ -202,6 +226,7 @@ def check_curve_request(model, t1: float, curve_ts, curve_vars):
 def chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_vars=("pl",),
                  config: SolverConfig = SolverConfig(), fixed=None,
                  window: int = DEFAULT_WINDOW, lanes: int | None = None, summary_ts=None,
+                 block: int | None = None,
                  diffusion_coefficient: float = 0.017):
     r"""A function that solves one chunk of parameter points: ``f(values) -> dict``.
 
@@ -255,11 +280,14 @@ def chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_vars=("pl",),
     lanes = default_lanes() if lanes is None else lanes
     if int(lanes) < 1:
         raise ParameterError(f"lanes = {lanes!r}: expected a positive integer")
+    block = default_block() if block is None else block
+    if int(block) < 1:
+        raise ParameterError(f"block = {block!r}: expected a positive integer")
     if int(window) < 1:
         raise ParameterError(f"window = {window!r}: expected a positive integer")
     core = _make_core(model, t1, names, curve_vars if curve_ts is not None else (), save_ts,
                       curve_ts is not None, config, int(window), int(lanes),
-                      diffusion_coefficient)
+                      diffusion_coefficient, int(block))
     dtype = DTYPES[config.dtype]
     pnames = model.parameter_names
 
@@ -280,7 +308,7 @@ def chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_vars=("pl",),
         for row in model.parameters:
             v = values.get(row.name, fixed.get(row.name, row.default))
             full[row.name] = jnp.broadcast_to(jnp.asarray(v, dtype), (n,))
-        return core(tuple(full[p] for p in pnames))
+        return core(tuple(full[p] for p in pnames), jnp.ones((), dtype))
 
     f.model = model
     f.t1 = t1
@@ -297,40 +325,65 @@ def _cached_core(*key):
     return _build_core(*key)
 
 
-def _make_core(model, t1, names, curve_vars, save_ts, return_curves, config, window, lanes, dc):
+def _make_core(model, t1, names, curve_vars, save_ts, return_curves, config, window, lanes, dc,
+               block):
     ts_key = None if save_ts is None else tuple(float(x) for x in save_ts)
     return _cached_core(model, t1, names, curve_vars, ts_key, return_curves, config, window,
-                        lanes, dc)
+                        lanes, dc, block)
 
 
-def _grid_fn(ts_s: np.ndarray, dtype):
-    """``g(idx)``: save time number ``idx`` (scaled; ``inf`` from ``len(ts)`` on).
+def _grid_fn(ts_s: np.ndarray, dtype, t_end: float, k_win: int):
+    """``g(idx)``: save time number ``idx`` (scaled; ``inf`` from ``len(ts)`` on), with
 
-    Evenly spaced grids (linear time axes, TCSPC bins) are computed arithmetically, so the
-    window below needs no gather; other grids are looked up in the padded table.
+    - ``g.before(t)``: the number of save times before ``t`` (all of them once ``t`` reaches
+      the window's end), so a step from ``t0`` to ``t1`` covers the save points
+      ``before(t0) <= k < before(t1)``;
+    - ``g.cap(p)``: the latest end of a step from a time with ``before == p`` that covers at
+      most ``k_win`` save points.
+
+    Evenly spaced grids (linear time axes, TCSPC bins) are computed arithmetically; other grids
+    are searched in the padded table.
     """
     n = len(ts_s)
     if n > 1:
         step = (ts_s[-1] - ts_s[0]) / (n - 1)
-        uniform = np.allclose(np.diff(ts_s), step, rtol=1e-9, atol=0)
+        uniform = step > 0 and np.allclose(np.diff(ts_s), step, rtol=1e-9, atol=0)
     else:
         step, uniform = 1.0, True
     first = float(ts_s[0])
     table = jnp.asarray(np.concatenate([ts_s, [np.inf]]), dtype)
+    te = jnp.asarray(t_end, dtype)
 
     def g(idx):
-        if g.step is not None:
+        if uniform:
             val = first + idx.astype(dtype) * jnp.asarray(step, dtype)
             # the last point exactly (t1), not first + (n-1) * step
             val = jnp.where(idx == n - 1, jnp.asarray(ts_s[-1], dtype), val)
             return jnp.where(idx < n, val, jnp.inf)
         return jnp.take(table, jnp.minimum(idx, n), mode="clip")
 
+    def before(t):
+        if uniform:
+            k = jnp.ceil((t - first) / jnp.asarray(step, dtype))
+            k = jnp.clip(k, 0, n).astype(jnp.int32)
+        else:
+            k = jnp.searchsorted(table[:-1], t, side="left", method="scan_unrolled")
+            k = k.astype(jnp.int32)
+        return jnp.where(t >= te, n, k)
+
+    def cap(p):
+        if uniform:
+            # half a spacing short of save point p + k_win: rounding cannot add a point
+            return first + (p + k_win - 0.5).astype(dtype) * jnp.asarray(step, dtype)
+        return jnp.take(table, jnp.minimum(p + k_win, n), mode="clip")
+
+    g.before, g.cap = before, cap
     g.step = float(step) if uniform else None
     return g
 
 
-def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, window, lanes, dc):
+def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, window, lanes, dc,
+                block):
     from jaxsim import observables
 
     dtype = DTYPES[config.dtype]
@@ -345,8 +398,8 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
     if save:
         ts_s = np.minimum(np.asarray(ts_key, dtype=np.float64) / tr, t_end)
         n_ts = len(ts_s)
-        grid = _grid_fn(ts_s, dtype)
         k_win = int(min(window, n_ts))
+        grid = _grid_fn(ts_s, dtype, t_end, k_win)
         # scaled quantities saved on the grid
         quantities = []
         for var in curve_vars:
@@ -362,7 +415,6 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
         for q in quantities:
             need |= {0} if q == "n" else {1} if q == "n_d" else _pl_states(model)
         saved_states = tuple(sorted(need))
-        m_f = m_idx.astype(dtype)
 
     def field(t, y, c):
         s = y[:n_state]
@@ -398,7 +450,10 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
         h0 = jnp.where((d0 > 1e-5) & (d1 > 1e-5), 0.01 * d0 / jnp.maximum(d1, 1e-30), 1e-6)
         return y0, f0, jnp.minimum(h0, jnp.asarray(t_end, dtype))
 
-    def run(pvals):
+    def run(pvals, one):
+        # measured: materialising pays with integrals carried (4+ variables), not for the
+        # two bare states of a curves-only solve, where it only adds kernels
+        keep = _materialise(one) if n_state + len(integrands) > 2 else (lambda k: k)
         vals = dict(zip(pnames, pvals))
         n_ref = vals["n0"]
         bshape = jnp.shape(n_ref)
@@ -407,164 +462,173 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
                  for k, v in model.coefficients(vals, n_ref, tr).items()}
         nl = min(lanes, npts)
         te = jnp.asarray(t_end, dtype)
-        # lanes work through the points in order; a lane that finishes takes the next point
-        idx0 = jnp.arange(nl, dtype=jnp.int32)
-        c0 = {k: v[:nl] for k, v in c_all.items()}
-        y0, f0, h0 = init_lane(c0)
-        n_out = len(y0)
-        lane_ids = jnp.arange(nl, dtype=jnp.int32)
-        max_iter = max_steps * (-(-npts // nl)) + 1
+        tiny_h = te * 1e-13
+        n_res = n_state + len(integrands)
+        nblock = int(block)
 
         def scale(a, b):
             return atol + rtol * jnp.maximum(jnp.abs(a), jnp.abs(b))
 
-        def cond(carry):
-            return (carry[0] < max_iter) & jnp.any(carry[1])
+        def live_of(t, h, nst):
+            return (t < te) & (h >= tiny_h) & (nst < max_steps)
 
-        def body(carry):
-            (i, active, idx, nxt, c, t, h, y, f, nst, p, res, codes, steps, seg) = carry
+        def step(c, t, h, h_try, y, f, live):
+            """One adaptive Tsit5 step of the ``live`` lanes, of at most ``h_try`` (the others
+            keep their state). Returns the new (t, h, y, f)."""
             rem = te - t
-            h_try = h
-            if save:
-                # at most k_win save points per step: end no later than save point p + k - 1
-                cap = grid(p + (k_win - 1)) - t
-                h_try = jnp.minimum(h, jnp.where(cap > 0, cap, h))
             last = h_try >= rem * (1 - 1e-12)
             h_eff = jnp.where(last, rem, h_try)
-            y1, f1, err, ks = _rk_step(lambda tt, yy: field(tt, yy, c), t, h_eff, y, f)
+            y1, f1, err, _ = _rk_step(lambda tt, yy: field(tt, yy, c), t, h_eff, y, f, keep)
             ratio = jnp.sqrt(sum((err[j] / scale(y[j], y1[j])) ** 2
                                  for j in range(n_state)) / n_state)
             finite = jnp.isfinite(ratio)
-            for j in range(n_out):
+            for j in range(n_res):
                 finite = finite & jnp.isfinite(y1[j])
-            acc = (ratio <= 1.0) & finite & active
+            acc = (ratio <= 1.0) & finite & live
             fac = jnp.clip(0.9 * jnp.where(finite, ratio, 1e10) ** -0.2, 0.2, 10.0)
             h_new = h_eff * jnp.where(acc, fac, jnp.minimum(fac, 1.0))
-            # a step shortened to meet a save point does not shrink the next one
+            # a step shortened to meet t1 or a save window does not shrink the next one
             h_new = jnp.where(acc & (h_eff < h), jnp.maximum(h_new, h), h_new)
+            h_new = jnp.where(live, h_new, h)
             t_new = jnp.where(acc, jnp.where(last, te, t + h_eff), t)
             y_new = tuple(jnp.where(acc, a, b) for a, b in zip(y1, y))
             f_new = tuple(jnp.where(acc, a, b) for a, b in zip(f1, f))
-            nst = nst + active.astype(jnp.int32)
+            return t_new, h_new, y_new, f_new
+
+        def second_derivative(t, y, f, c):
+            """y'' = d/dt field(t, y(t)): one jvp of the field along (1, y')."""
+            return jax.jvp(lambda tt, yy: field(tt, yy, c), (t, y), (jnp.ones_like(t), f))[1]
+
+        def log_row(t, y, f, c):
+            """(t, then y, y', y'' of each saved state): a quintic Hermite segment needs these
+            at both ends. y'' = d/dt field(t, y(t)) by one jvp: no stage values are kept."""
+            acc2 = second_derivative(t, y, f, c)
+            cols = [t]
+            for j in saved_states:
+                cols += [y[j], f[j], acc2[j]]
+            return jnp.stack(cols, axis=-1)
+
+        def inner(c, blk):
+            """Up to ``block`` steps of every live lane: no writes but the log rows."""
+
+            def cond(ic):
+                return (ic[0] < nblock) & jnp.any(live_of(ic[1], ic[2], ic[5]))
+
+            def body(ic):
+                i, t, h, y, f, nst, logs = ic
+                live = live_of(t, h, nst)
+                h_try = h
+                if save:
+                    p = grid.before(t)
+                    rows, prow = logs
+                    rows = jax.lax.dynamic_update_index_in_dim(rows, log_row(t, y, f, c), i, 0)
+                    prow = jax.lax.dynamic_update_index_in_dim(prow, p, i, 0)
+                    logs = (rows, prow)
+                    # at most k_win save points per step (the flush evaluates k_win per row)
+                    h_try = jnp.minimum(h, grid.cap(p) - t)
+                t_new, h_new, y_new, f_new = step(c, t, h, h_try, y, f, live)
+                return (i + 1, t_new, h_new, y_new, f_new, nst + live.astype(jnp.int32), logs)
+
+            return jax.lax.while_loop(cond, body, (jnp.int32(0),) + blk)
+
+        def flush(rows, prow, n_it, pid, outs):
+            """Evaluate each step's quintic Hermite segment on the (at most k_win) save points
+            it covers and scatter them into the outputs, lane by lane (ascending addresses)."""
+            r0, r1 = rows[:-1], rows[1:]
+            p0 = prow[:-1]
+            count = jnp.where((jnp.arange(nblock) < n_it)[:, None], prow[1:] - p0, 0)
+            # (lanes, block, k): each lane's writes are contiguous in its output row
+            tr_ = lambda a: jnp.swapaxes(a, 0, 1)[..., None]  # noqa: E731
+            ids = tr_(p0) + m_idx
+            valid = m_idx < tr_(count)
+            t0, t1_ = tr_(r0[..., 0]), tr_(r1[..., 0])
+            hh = t1_ - t0
+            tau = grid(jnp.minimum(ids, n_ts - 1))
+            theta = jnp.clip((tau - t0) / jnp.where(hh > 0, hh, 1.0), 0.0, 1.0)
+            flat = jnp.where(valid, pid[:, None, None] * n_ts + ids, npts * n_ts).reshape(-1)
+            new = []
+            for q, (o, j) in enumerate(zip(outs, saved_states)):
+                ya, fa, aa = (tr_(r0[..., 1 + 3 * q + e]) for e in range(3))
+                yb, fb, ab = (tr_(r1[..., 1 + 3 * q + e]) for e in range(3))
+                half = 0.5 * hh * hh
+                d0 = yb - ya - hh * fa - half * aa
+                d1 = hh * (fb - fa) - 2.0 * half * aa
+                d2 = 2.0 * half * (ab - aa)
+                c3 = 10.0 * d0 - 4.0 * d1 + 0.5 * d2
+                c4 = -15.0 * d0 + 7.0 * d1 - d2
+                c5 = 6.0 * d0 - 3.0 * d1 + 0.5 * d2
+                val = ya + theta * (hh * fa + theta * (half * aa + theta * (
+                    c3 + theta * (c4 + theta * c5))))
+                new.append(o.at[flat].set(val.reshape(-1), mode="promise_in_bounds"))
+            return tuple(new)
+
+        def start(c):
+            """Fresh lanes: initial state, field, first step."""
+            y0, f0, h0 = init_lane(c)
+            return jnp.zeros_like(h0), h0, y0, f0
+
+        def take(pid, fresh, lane):
+            """Lane state with ``fresh`` lanes (re)started on point ``pid``."""
+            c, t, h, y, f, nst = lane
+            safe = jnp.minimum(pid, npts - 1)
+            c = {k: jnp.where(fresh, c_all[k][safe], c[k]) for k in c}
+            tn, hn, yn, fn = start(c)
+            empty = pid >= npts
+            t = jnp.where(fresh, tn, jnp.where(empty, te, t))
+            h = jnp.where(fresh, hn, h)
+            y = tuple(jnp.where(fresh, a, b) for a, b in zip(yn, y))
+            f = tuple(jnp.where(fresh, a, b) for a, b in zip(fn, f))
+            nst = jnp.where(fresh, 0, nst)
+            return c, t, h, y, f, nst
+
+        def outer(oc):
+            (blocks, pid, nxt, lane, res, codes, steps, outs) = oc
+            c, t, h, y, f, nst = lane
             if save:
-                # store this step's interpolant (one row per lane); the rows are evaluated on
-                # the save points they cover after SEGMENT iterations, in bulk (see _flush)
-                cols = [t, h_eff]
-                for j in range(n_state):
-                    cols.append(y[j])
-                    cols.extend(h_eff * _lin(tuple(row[q] for row in _M), ks, j)
-                                for q in range(4))
-                j, fbuf, ibuf = seg
-                # the barrier keeps XLA from fusing the row's computation into the update,
-                # which made the update a copy of the whole buffer instead of in place
-                frow = jax.lax.optimization_barrier(jnp.stack(cols, axis=-1))
-                fbuf = jax.lax.dynamic_update_index_in_dim(fbuf, frow, j, 0)
-                # points covered: count them now (cheap, (lanes,)) to advance the pointer
-                if grid.step is not None:
-                    last_in = jnp.floor((t_new - grid(jnp.zeros_like(p))) / grid.step + 1e-7)
-                    covered = jnp.clip(last_in.astype(jnp.int32) + 1, 0, n_ts)
-                    covered = jnp.where(last, n_ts, covered)
-                    count = jnp.where(acc, jnp.clip(covered - p, 0, k_win), 0)
-                else:
-                    tau = grid(p[:, None] + m_idx)
-                    count = jnp.sum(acc[:, None] & (tau <= t_new[:, None]), axis=-1,
-                                    dtype=jnp.int32)
-                    count = jnp.where(last & acc, jnp.minimum(n_ts - p, k_win), count)
-                irow = jax.lax.optimization_barrier(jnp.stack([p, idx, count], axis=-1))
-                ibuf = jax.lax.dynamic_update_index_in_dim(ibuf, irow, j, 0)
-                p = p + count
-                seg = (j + 1, fbuf, ibuf)
-            # lanes that finish: reached t1, step size underflow, or out of steps
-            ok = acc & last
-            tiny = active & ~acc & (h_new < te * 1e-13)
-            over = active & ~ok & ~tiny & (nst >= max_steps)
-            fin = ok | tiny | over
-            where = jnp.where(fin, idx, npts)  # index npts: the dummy slot, dropped
-            res = tuple(r.at[where].set(v, mode="drop") for r, v in zip(res, y_new))
-            code = jnp.where(ok, SUCCESS, jnp.where(tiny, FAILED, MAX_STEPS)).astype(jnp.int32)
-            codes = codes.at[where].set(code, mode="drop")
+                logs = (jnp.zeros((nblock + 1, nl, 1 + 3 * len(saved_states)), dtype),
+                        jnp.zeros((nblock + 1, nl), jnp.int32))
+            else:
+                logs = ()
+            n_it, t, h, y, f, nst, logs = inner(c, (t, h, y, f, nst, logs))
+            if save:
+                rows, prow = logs
+                rows = jax.lax.dynamic_update_index_in_dim(rows, log_row(t, y, f, c), n_it, 0)
+                prow = jax.lax.dynamic_update_index_in_dim(prow, grid.before(t), n_it, 0)
+                outs = flush(rows, prow, n_it, pid, outs)
+            # lanes done with their point: record it, take the next one
+            fin = ~live_of(t, h, nst) & (pid < npts)
+            where = jnp.where(fin, pid, npts)
+            res = tuple(r.at[where].set(v, mode="drop") for r, v in zip(res, y))
+            code = jnp.where(t >= te, SUCCESS, jnp.where(h < tiny_h, FAILED, MAX_STEPS))
+            codes = codes.at[where].set(code.astype(jnp.int32), mode="drop")
             steps = steps.at[where].set(nst, mode="drop")
-            # refill finished lanes with the next points
-            rank = jnp.cumsum(fin.astype(jnp.int32)) - 1
-            new_idx = nxt + rank
-            refill = fin & (new_idx < npts)
-            idx = jnp.where(refill, new_idx, idx)
-            active = (active & ~fin) | refill
+            new_pid = nxt + jnp.cumsum(fin.astype(jnp.int32)) - 1
+            pid = jnp.where(fin, jnp.minimum(new_pid, npts), pid)
             nxt = nxt + jnp.sum(fin, dtype=jnp.int32)
-            safe = jnp.minimum(idx, npts - 1)
-            c = {k: jnp.where(refill, c_all[k][safe], c[k]) for k in c}
+            lane = take(pid, fin & (pid < npts), (c, t, h, y, f, nst))
+            return (blocks + 1, pid, nxt, lane, res, codes, steps, outs)
 
-            def fresh(_):
-                yr, fr, hr = init_lane(c)
-                return (tuple(jnp.where(refill, a, b) for a, b in zip(yr, y_new)),
-                        tuple(jnp.where(refill, a, b) for a, b in zip(fr, f_new)),
-                        jnp.where(refill, hr, h_new))
-
-            y_new, f_new, h_new = jax.lax.cond(jnp.any(refill), fresh,
-                                               lambda _: (y_new, f_new, h_new), None)
-            t_new = jnp.where(refill, 0.0, t_new)
-            nst = jnp.where(refill, 0, nst)
-            if save:
-                p = jnp.where(refill, 0, p)
-            return (i + 1, active, idx, nxt, c, t_new, h_new, y_new, f_new, nst, p, res,
-                    codes, steps, seg)
-
-        res0 = tuple(jnp.zeros((npts,), dtype) for _ in range(n_out))
+        pid0 = jnp.arange(nl, dtype=jnp.int32)
+        c0 = {k: v[:nl] for k, v in c_all.items()}
+        t0_, h0_, y0_, f0_ = start(c0)
+        lane0 = (c0, t0_, h0_, y0_, f0_, jnp.zeros((nl,), jnp.int32))
+        res0 = tuple(jnp.zeros((npts,), dtype) for _ in range(n_res))
         codes0 = jnp.full((npts,), MAX_STEPS, jnp.int32)
         steps0 = jnp.zeros((npts,), jnp.int32)
-        zl = jnp.zeros((nl,), jnp.int32)
-        carry = (jnp.int32(0), jnp.ones((nl,), bool), idx0, jnp.int32(nl), c0,
-                 jnp.zeros((nl,), dtype), h0, y0, f0, zl, zl, res0, codes0, steps0, ())
+        outs0 = tuple(jnp.full((npts * n_ts + 1,), jnp.nan, dtype)
+                      for _ in saved_states) if save else ()
+        max_blocks = npts * (max_steps // nblock + 2)
+        oc = (jnp.int32(0), pid0, jnp.int32(nl), lane0, res0, codes0, steps0, outs0)
+        oc = jax.lax.while_loop(lambda oc: (oc[0] < max_blocks) & jnp.any(oc[1] < npts),
+                                outer, oc)
+        res, code, nst, outs = oc[4], oc[5], oc[6], oc[7]
         if save:
-            dummy = npts * n_ts  # the extra last slot of each output takes masked writes
-
-            def seg_cond(carry):
-                return cond(carry) & (carry[-1][0] < SEGMENT)
-
-            width = 2 + 5 * n_state
-
-            def outer(oc):
-                carry, outs = oc
-                seg0 = (jnp.int32(0), jnp.zeros((SEGMENT, nl, width), dtype),
-                        jnp.zeros((SEGMENT, nl, 3), jnp.int32))
-                carry = jax.lax.while_loop(seg_cond, body, carry[:-1] + (seg0,))
-                _, fbuf, ibuf = carry[-1]
-                outs = _flush(fbuf, ibuf, outs)
-                return carry[:-1] + ((),), outs
-
-            def _flush(fbuf, ibuf, outs):
-                """Evaluate the stored interpolants on the save points each covers and
-                scatter them into the outputs (one pass per segment)."""
-                t, h = fbuf[..., 0, None], fbuf[..., 1, None]
-                p, pid, count = ibuf[..., 0, None], ibuf[..., 1], ibuf[..., 2, None]
-                ids = p + m_idx  # (S, lanes, k)
-                valid = m_idx < count  # counted in the loop, so each point is written once
-                tau = grid(jnp.minimum(ids, n_ts - 1))
-                inv_h = 1.0 / jnp.where(h > 0, h, 1.0)
-                theta = jnp.clip(jnp.where(valid, (tau - t) * inv_h, 0.0), 0.0, 1.0)
-                states = []
-                for j in range(n_state):
-                    if j not in saved_states:
-                        states.append(None)
-                        continue
-                    y0_, c1, c2, c3, c4 = (fbuf[..., 2 + 5 * j + q, None] for q in range(5))
-                    states.append(y0_ + theta * (c1 + theta * (c2 + theta * (c3 + theta * c4))))
-                flat = jnp.where(valid, pid[..., None] * n_ts + ids, npts * n_ts).reshape(-1)
-                return tuple(o.at[flat].set(states[j].reshape(-1), mode="promise_in_bounds")
-                             for o, j in zip(outs, saved_states))
-
-            outs0 = tuple(jnp.full((npts * n_ts + 1,), jnp.nan, dtype) for _ in saved_states)
-            carry, outs = jax.lax.while_loop(lambda oc: cond(oc[0]), outer, (carry, outs0))
-        else:
-            carry = jax.lax.while_loop(cond, body, carry)
-            outs = ()
-        res, code, nst = carry[11], carry[12], carry[13]
-        del lane_ids
+            outs = tuple(o[:-1].reshape(npts, n_ts) for o in outs)
         code = code.reshape(bshape)
         nst = nst.reshape(bshape)
         saved = {}
         if save:
-            st = {j: o[:-1].reshape(npts, n_ts) for j, o in zip(saved_states, outs)}
+            st = dict(zip(saved_states, outs))
             zero = jnp.zeros((npts, n_ts), dtype)
             full = tuple(st.get(j, zero) for j in range(n_state))
             cc = {k: v[:, None] for k, v in c_all.items()}
@@ -584,6 +648,10 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
         ok = code == SUCCESS
         finite = jnp.ones(bshape, bool)
         for k, v in out.items():
+            if k.startswith("curve_"):
+                # finite by construction (accepted steps are finite, so is their interpolant):
+                # a check would cost a pass over the largest arrays
+                continue
             # tau_1e is +inf by definition when the decay stays above 1/e inside the window
             good = ~jnp.isnan(v) if k.startswith("tau_1e") else jnp.isfinite(v)
             finite = finite & jnp.all(good.reshape(bshape + (-1,)), axis=-1)
@@ -668,21 +736,67 @@ def pad_chunk(values: dict, size: int) -> tuple[dict, int]:
     return out, m
 
 
-def solve_points(f, values: dict, chunk_size: int, *, sort: bool = True) -> dict:
+def default_workers() -> int:
+    """Chunks solved at once: on a CPU one per core (at most 4), since XLA runs most of the
+    loop's small kernels on one thread and a second chunk keeps the other cores busy (measured
+    1.3-1.5x on 2 cores, docs/performance.md); on an accelerator one."""
+    if jax.default_backend() != "cpu":
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
+def map_chunks(f, items, workers: int | None = None):
+    """Yield ``(key, f(values))`` with host (NumPy) outputs, in the order of ``items``
+    (pairs ``(key, values)``), with up to ``workers`` chunks computing at once in threads (JAX
+    releases the GIL while a computation runs). The first chunk runs alone: one compile."""
+    workers = default_workers() if workers is None else int(workers)
+    items = iter(items)
+    first = next(items, None)
+    if first is None:
+        return
+    yield first[0], jax.device_get(f(first[1]))
+    if workers <= 1:
+        for key, values in items:
+            yield key, jax.device_get(f(values))
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending = deque()
+        for key, values in items:
+            pending.append((key, pool.submit(lambda v=values: jax.device_get(f(v)))))
+            # one more queued than there are workers: a worker never waits for the consumer
+            if len(pending) > workers:
+                key0, fut = pending.popleft()
+                yield key0, fut.result()
+        while pending:
+            key0, fut = pending.popleft()
+            yield key0, fut.result()
+
+
+def solve_points(f, values: dict, chunk_size: int, *, sort: bool = True,
+                 workers: int | None = None) -> dict:
     """Run ``f = chunk_solver(...)`` over any number of points in chunks of ``chunk_size``
-    (sorted by stiffness, stiffest first; last chunk padded; one compile), returning outputs in
-    input order as NumPy arrays. For many curves prefer writing each chunk's output where it
-    goes (a store): assembling one big array in input order costs a copy of it."""
+    (sorted by stiffness, stiffest first; last chunk padded; one compile; ``workers`` chunks at
+    once, see :func:`map_chunks`), returning outputs in input order as NumPy arrays. For many
+    curves prefer writing each chunk's output where it goes (a store): assembling one big
+    array in input order costs a copy of it."""
     values = {k: np.asarray(v, float) for k, v in values.items()}
     n = max(np.size(v) for v in values.values())
     values = {k: np.broadcast_to(v, (n,)) for k, v in values.items()}
     # stiffest first: lanes that finish early take the cheap points left (longest job first)
     order = stiffness_order(f.model, values)[::-1] if sort else np.arange(n)
+
+    def chunks():
+        for start in range(0, n, chunk_size):
+            idx = order[start:start + chunk_size]
+            chunk, m = pad_chunk({k: v[idx] for k, v in values.items()}, chunk_size)
+            yield (idx, m), chunk
+
     results = {}
-    for start in range(0, n, chunk_size):
-        idx = order[start:start + chunk_size]
-        chunk, m = pad_chunk({k: v[idx] for k, v in values.items()}, chunk_size)
-        out = f(chunk)
+    for (idx, m), out in map_chunks(f, chunks(), workers):
         for k, v in out.items():
             v = np.asarray(v)[:m]
             if k not in results:
@@ -691,4 +805,5 @@ def solve_points(f, values: dict, chunk_size: int, *, sort: bool = True) -> dict
     return results
 
 
-__all__ = ["chunk_solver", "stiffness_order", "pad_chunk", "solve_points", "CURVE_VARS"]
+__all__ = ["chunk_solver", "stiffness_order", "pad_chunk", "solve_points", "map_chunks",
+           "default_workers", "CURVE_VARS"]

@@ -299,21 +299,24 @@ def run_sweep(spec: SweepSpec, out, *, overwrite: bool = False, limit_points: in
         g, n_dev = shard_chunk_function(f, devices)
         c_pad = -(-spec.chunk_size // n_dev) * n_dev
         bar = _progress_bar(total, already, progress, spec)
-        pending = None  # (k, outputs) dispatched but not yet written: overlaps write & compute
-        try:
+        from jaxsim.engine import default_workers, map_chunks
+
+        def inputs():
+            nonlocal chunks_run, points_run
             for k in todo:
                 if limit_points is not None and points_run >= limit_points:
-                    break
+                    return
                 idx = store.index(k)
-                values = _padded(chunk_values(spec, idx), c_pad)
-                outputs = g(values)  # asynchronous dispatch
-                if pending is not None:
-                    failed += _write(store, *pending, bar)
-                pending = (k, outputs)
                 chunks_run += 1
                 points_run += idx.size
-            if pending is not None:
-                failed += _write(store, *pending, bar)
+                yield k, _padded(chunk_values(spec, idx), c_pad)
+
+        # chunks compute in worker threads (several at once on a CPU) while this thread
+        # writes the finished ones, in order, each with its done marker
+        workers = default_workers() if n_dev == 1 else 1
+        try:
+            for k, outputs in map_chunks(g, inputs(), workers):
+                failed += _write(store, k, outputs, bar)
         finally:
             bar.close()
     seconds = time.perf_counter() - t0

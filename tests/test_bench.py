@@ -30,23 +30,29 @@ def test_schema(report, tmp_path):
     back = json.loads(path.read_text())
     assert back["results"] == json.loads(json.dumps(rows))
     table = bench.format_table(report)
-    assert "summary_vs_diffrax_naive" in table and "jaxsim" in table
+    assert "summary_float64_vs_diffrax_naive" in table and "jaxsim" in table
+    assert {r["dtype"] for r in rows if r["name"] == "jaxsim"} == {"float64", "float32"}
 
 
 def test_accuracy_rows(report):
-    by = {(r["name"], r["output"]): r for r in report["results"]}
+    by = {(r["name"], r["output"]): r for r in report["results"] if r["dtype"] == "float64"}
+    by32 = {r["output"]: r for r in report["results"]
+            if r["name"] == "jaxsim" and r["dtype"] == "float32"}
     # the engine meets the bound against float64 Radau; the references agree
     assert by[("jaxsim", "summary")]["max_rel_err"] < 1e-5
     assert by[("jaxsim", "curves")]["max_rel_err"] < 1e-5
     assert by[("scipy", "summary")]["max_rel_err"] < 1e-4
     assert by[("jaxsim", "summary")]["failed"] == 0
+    assert by32["summary"]["max_rel_err"] < 1e-5 and by32["curves"]["max_rel_err"] < 1e-5
 
 
 def test_ratios_and_memory(report):
     r = report["ratios"]
-    by = {(x["name"], x["output"]): x for x in report["results"]}
-    want = by[("jaxsim", "curves")]["points_per_s"] / by[("scipy", "curves")]["points_per_s"]
-    assert r["curves_vs_scipy"] == pytest.approx(want)
+    by = {(x["name"], x["output"], x["dtype"]): x for x in report["results"]}
+    for dt in ("float64", "float32"):
+        want = (by[("jaxsim", "curves", dt)]["points_per_s"]
+                / by[("scipy", "curves", "float64")]["points_per_s"])
+        assert r[f"curves_{dt}_vs_scipy"] == pytest.approx(want)
     assert {m["chunk"] for m in report["memory"]} == set(bench.TINY.memory_chunks)
     assert all(m["peak_rss_mb"] > 0 for m in report["memory"])
 

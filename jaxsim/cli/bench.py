@@ -8,7 +8,7 @@ EPILOG = """\
 examples:
   jaxsim bench --quick --out bench.json          # about a minute on 2 CPU cores
   jaxsim bench --out bench_full.json             # larger grids, steadier numbers
-  jaxsim bench --quick --dtype float32 --out bench32.json
+  jaxsim bench --quick --dtype float32 --out bench32.json   # one engine dtype only
 
 All rows run in one process on one random trap_detrap grid (A 1e5-1e8, D 0-1e8, K1 1e2-1e7,
 n0 1e15-1e18 s^-1/cm^-3, t in [0, 2 us]); compare ratios, not absolute numbers, on a shared
@@ -25,8 +25,9 @@ def register(subparsers) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small grids (under 2 minutes on 2 cores)")
     p.add_argument("--out", required=True, metavar="FILE.json", help="where to write the report")
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                   help="dtype of the jaxsim engine rows (default float64)")
+    p.add_argument("--dtype", choices=("both", "float64", "float32"), default="both",
+                   help="dtype of the jaxsim engine rows (default both: one row each; the "
+                   "baselines run in float64)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random grid")
     fit = p.add_mutually_exclusive_group()
     fit.add_argument("--no-fit", action="store_true",
