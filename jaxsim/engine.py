@@ -63,7 +63,11 @@ from jaxsim.solve import (DTYPES, FAILED, MAX_STEPS, NON_FINITE, SUCCESS, Soluti
 
 CURVE_VARS = ("n", "n_d", "pl", "pl_norm")
 #: save points written per step at most (a longer step is cut at the k-th next save point)
-DEFAULT_WINDOW = 32
+DEFAULT_WINDOW = 16
+#: failed points whose curve rows are set to NaN per block (more wait for the next block)
+FAILED_ROWS = 2
+#: key of the per-point reference density among the lanes' coefficients
+NREF = "_n_ref"
 #: default grid (points on [0, t1]) of curve-based summaries when no ``curve_ts`` is given
 DEFAULT_SUMMARY_POINTS = 512
 
@@ -460,6 +464,7 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
         npts = int(np.prod(bshape))
         c_all = {k: jnp.broadcast_to(jnp.asarray(v, dtype), bshape).reshape(npts)
                  for k, v in model.coefficients(vals, n_ref, tr).items()}
+        c_all[NREF] = jnp.asarray(n_ref, dtype).reshape(npts)
         nl = min(lanes, npts)
         te = jnp.asarray(t_end, dtype)
         tiny_h = te * 1e-13
@@ -477,7 +482,9 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
             keep their state). Returns the new (t, h, y, f)."""
             rem = te - t
             last = h_try >= rem * (1 - 1e-12)
-            h_eff = jnp.where(last, rem, h_try)
+            # step by exactly fl(t + h) - t, so that t stays the time of the state (in float32,
+            # the rounding of t + h over ~100 steps shifted the curves by up to 1e-5)
+            h_eff = jnp.where(last, rem, (t + h_try) - t)
             y1, f1, err, _ = _rk_step(lambda tt, yy: field(tt, yy, c), t, h_eff, y, f, keep)
             ratio = jnp.sqrt(sum((err[j] / scale(y[j], y1[j])) ** 2
                                  for j in range(n_state)) / n_state)
@@ -531,9 +538,10 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
 
             return jax.lax.while_loop(cond, body, (jnp.int32(0),) + blk)
 
-        def flush(rows, prow, n_it, pid, outs):
+        def flush(rows, prow, n_it, pid, nref, outs):
             """Evaluate each step's quintic Hermite segment on the (at most k_win) save points
-            it covers and scatter them into the outputs, lane by lane (ascending addresses)."""
+            it covers and scatter them, in cm^-3, into the outputs, lane by lane (ascending
+            addresses; the slots a step does not use point past the end and are dropped)."""
             r0, r1 = rows[:-1], rows[1:]
             p0 = prow[:-1]
             count = jnp.where((jnp.arange(nblock) < n_it)[:, None], prow[1:] - p0, 0)
@@ -546,6 +554,7 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
             tau = grid(jnp.minimum(ids, n_ts - 1))
             theta = jnp.clip((tau - t0) / jnp.where(hh > 0, hh, 1.0), 0.0, 1.0)
             flat = jnp.where(valid, pid[:, None, None] * n_ts + ids, npts * n_ts).reshape(-1)
+            scale_ = nref[:, None, None]
             new = []
             for q, (o, j) in enumerate(zip(outs, saved_states)):
                 ya, fa, aa = (tr_(r0[..., 1 + 3 * q + e]) for e in range(3))
@@ -559,7 +568,7 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
                 c5 = 6.0 * d0 - 3.0 * d1 + 0.5 * d2
                 val = ya + theta * (hh * fa + theta * (half * aa + theta * (
                     c3 + theta * (c4 + theta * c5))))
-                new.append(o.at[flat].set(val.reshape(-1), mode="promise_in_bounds"))
+                new.append(o.at[flat].set((val * scale_).reshape(-1), mode="drop"))
             return tuple(new)
 
         def start(c):
@@ -594,9 +603,19 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
                 rows, prow = logs
                 rows = jax.lax.dynamic_update_index_in_dim(rows, log_row(t, y, f, c), n_it, 0)
                 prow = jax.lax.dynamic_update_index_in_dim(prow, grid.before(t), n_it, 0)
-                outs = flush(rows, prow, n_it, pid, outs)
+                outs = flush(rows, prow, n_it, pid, c[NREF], outs)
             # lanes done with their point: record it, take the next one
             fin = ~live_of(t, h, nst) & (pid < npts)
+            if save:
+                # the curves of a failed point are NaN throughout (not only after the failure):
+                # up to FAILED_ROWS rows per block; further failed lanes wait for the next block
+                bad = fin & (t < te)
+                fin = fin & (~bad | (jnp.cumsum(bad.astype(jnp.int32)) <= FAILED_ROWS))
+                bad = bad & fin
+                rows_ = jnp.nonzero(bad, size=FAILED_ROWS, fill_value=nl)[0]
+                bad_pid = jnp.where(rows_ < nl, pid[jnp.minimum(rows_, nl - 1)], npts)
+                cols = (bad_pid[:, None] * n_ts + jnp.arange(n_ts)).reshape(-1)
+                outs = tuple(o.at[cols].set(jnp.nan, mode="drop") for o in outs)
             where = jnp.where(fin, pid, npts)
             res = tuple(r.at[where].set(v, mode="drop") for r, v in zip(res, y))
             code = jnp.where(t >= te, SUCCESS, jnp.where(h < tiny_h, FAILED, MAX_STEPS))
@@ -615,7 +634,7 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
         res0 = tuple(jnp.zeros((npts,), dtype) for _ in range(n_res))
         codes0 = jnp.full((npts,), MAX_STEPS, jnp.int32)
         steps0 = jnp.zeros((npts,), jnp.int32)
-        outs0 = tuple(jnp.full((npts * n_ts + 1,), jnp.nan, dtype)
+        outs0 = tuple(jnp.full((npts * n_ts,), jnp.nan, dtype)
                       for _ in saved_states) if save else ()
         max_blocks = npts * (max_steps // nblock + 2)
         oc = (jnp.int32(0), pid0, jnp.int32(nl), lane0, res0, codes0, steps0, outs0)
@@ -623,14 +642,16 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
                                 outer, oc)
         res, code, nst, outs = oc[4], oc[5], oc[6], oc[7]
         if save:
-            outs = tuple(o[:-1].reshape(npts, n_ts) for o in outs)
+            outs = tuple(o.reshape(npts, n_ts) for o in outs)
         code = code.reshape(bshape)
         nst = nst.reshape(bshape)
         saved = {}
         if save:
+            # the states come in cm^-3; PL (scaled) is computed from them, densely
             st = dict(zip(saved_states, outs))
             zero = jnp.zeros((npts, n_ts), dtype)
-            full = tuple(st.get(j, zero) for j in range(n_state))
+            inv = 1.0 / c_all[NREF][:, None]
+            full = tuple(st[j] * inv if j in st else zero for j in range(n_state))
             cc = {k: v[:, None] for k, v in c_all.items()}
             qv = {"n": lambda: st[0], "n_d": lambda: st[1], "pl": lambda: model.pl(full, cc)}
             saved = {q: qv[q]().reshape(bshape + (n_ts,)) for q in quantities}
@@ -657,7 +678,10 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
             finite = finite & jnp.all(good.reshape(bshape + (-1,)), axis=-1)
         code = jnp.where(ok & ~finite, NON_FINITE, code)
         ok = code == SUCCESS
-        out = {k: jnp.where(ok.reshape(bshape + (1,) * (v.ndim - len(bshape))), v, jnp.nan)
+        # curves: failed points' rows are NaN already (written in the loop); a summary can
+        # still turn a point non-finite, and then its curves are masked too (one more pass)
+        out = {k: v if (k.startswith("curve_") and not names) else
+               jnp.where(ok.reshape(bshape + (1,) * (v.ndim - len(bshape))), v, jnp.nan)
                for k, v in out.items()}
         out["status"] = code.astype(jnp.int32)
         out["num_steps"] = nst
@@ -667,10 +691,8 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
 
 
 def _curve(model, var, saved, c, vals, n_ref, y0):
-    if var == "n":
-        return saved["n"] * n_ref[..., None]
-    if var == "n_d":
-        return saved["n_d"] * n_ref[..., None]
+    if var in ("n", "n_d"):
+        return saved[var]  # cm^-3 already
     if var == "pl":
         return saved["pl"] * pl_scale(vals, n_ref)[..., None]
     n_state = len(model.state_names)
@@ -691,7 +713,7 @@ def _summaries(model, names, vals, c, n_ref, finals, integ, saved, ts_key, t1, t
         t = jnp.asarray(np.asarray(ts_key), dtype)
         states = {}
         if "n" in saved:
-            states["n"] = saved["n"] * n_ref[..., None]
+            states["n"] = saved["n"]
         # the PL curve only enters shape summaries (tau_avg_pl, tau_1e_pl: normalised), which
         # with B = 0 are those of the B -> 0 limit (PL per unit B, n p): scale by 1 there
         pl = saved["pl"] * jnp.where(pls > 0, pls, 1.0)[..., None] if "pl" in saved else None

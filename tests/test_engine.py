@@ -253,3 +253,26 @@ def test_cw_generation_plqy_and_tau_1e_outside_window():
     np.testing.assert_allclose(np.asarray(out["plqy"]), np.asarray(ref["plqy"]), rtol=1e-4)
     assert np.isinf(np.asarray(out["tau_1e_n"])[0])      # 1/A = 10 us >> 50 ns window
     assert np.isfinite(np.asarray(out["tau_1e_n"])[1])   # 1/A = 10 ns
+
+
+def test_failed_points_have_nan_curves():
+    """Curves of points that stop early are NaN throughout, also when more points fail in one
+    block than the engine blanks per block (they wait), and the others are untouched."""
+    from jaxsim.engine import FAILED_ROWS
+
+    n = 3 * FAILED_ROWS
+    pts = grid(n, seed=11)
+    f_ok = chunk_solver("trap_detrap", t1=T1, curve_ts=TS_LIN, curve_vars=("n", "pl"),
+                        config=CFG, lanes=n)
+    ref = {k: np.asarray(v) for k, v in f_ok(pts).items()}
+    # a step budget that about half of the points cannot finish in
+    budget = int(np.median(ref["num_steps"]))
+    f_few = chunk_solver("trap_detrap", t1=T1, curve_ts=TS_LIN, curve_vars=("n", "pl"),
+                         config=SolverConfig(rtol=2e-7, atol=1e-12, max_steps=budget), lanes=n)
+    out = {k: np.asarray(v) for k, v in f_few(pts).items()}
+    bad = out["status"] != 0
+    assert bad.sum() > FAILED_ROWS  # more than one block's worth of blanking
+    assert np.all(np.isnan(out["curve_n"][bad])) and np.all(np.isnan(out["curve_pl"][bad]))
+    good = ~bad
+    assert good.any()
+    np.testing.assert_array_equal(out["curve_n"][good], ref["curve_n"][good])
