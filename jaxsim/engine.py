@@ -143,7 +143,8 @@ def _rk_step(field, t, h, y, f0, keep=lambda k: k):
 
 
 def _materialise(one):
-    r"""``keep`` for :func:`_rk_step`: divide each stage by ``one`` (a runtime 1, exact).
+    r"""``keep`` for :func:`_rk_step`: divide each stage by ``one`` (a 1 computed at run time,
+    so not folded; the division is exact).
 
     XLA:CPU fuses elementwise producers into every consumer, so each output of the loop body
     (new state, field, step size, ...) recomputed all the stages: the step ran ~10 times over.
@@ -312,7 +313,7 @@ def chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_vars=("pl",),
         for row in model.parameters:
             v = values.get(row.name, fixed.get(row.name, row.default))
             full[row.name] = jnp.broadcast_to(jnp.asarray(v, dtype), (n,))
-        return core(tuple(full[p] for p in pnames), jnp.ones((), dtype))
+        return core(tuple(full[p] for p in pnames))
 
     f.model = model
     f.t1 = t1
@@ -454,12 +455,16 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
         h0 = jnp.where((d0 > 1e-5) & (d1 > 1e-5), 0.01 * d0 / jnp.maximum(d1, 1e-30), 1e-6)
         return y0, f0, jnp.minimum(h0, jnp.asarray(t_end, dtype))
 
-    def run(pvals, one):
+    def run(pvals):
+        vals = dict(zip(pnames, pvals))
+        n_ref = vals["n0"]
+        # a 1 that XLA cannot fold away, also when this is traced inside another jit (shard_map,
+        # jvp): n0 / n0, exact for the positive n0 every point has
+        first = jnp.reshape(jnp.asarray(n_ref, dtype), (-1,))[0]
+        one = first / first
         # measured: materialising pays with integrals carried (4+ variables), not for the
         # two bare states of a curves-only solve, where it only adds kernels
         keep = _materialise(one) if n_state + len(integrands) > 2 else (lambda k: k)
-        vals = dict(zip(pnames, pvals))
-        n_ref = vals["n0"]
         bshape = jnp.shape(n_ref)
         npts = int(np.prod(bshape))
         c_all = {k: jnp.broadcast_to(jnp.asarray(v, dtype), bshape).reshape(npts)
