@@ -130,28 +130,30 @@ def _lin(coefs, ks, j):
 def _rk_step(field, t, h, y, f0, keep=lambda k: k):
     """One Tsit5 step from (t, y) with f0 = field(t, y) (FSAL). Returns y1, f1, err, ks.
 
-    ``keep`` is applied to each stage (see :func:`_materialise`)."""
+    ``keep`` is applied to each stage's input state (see :func:`_materialise`)."""
     ks = [f0]
     n = len(y)
     for s in range(1, 7):
-        ys = tuple(y[j] + h * _lin(_A[s - 1], ks, j) for j in range(n))
-        ks.append(keep(field(t + _C[s] * h, ys)))
+        ys = keep(tuple(y[j] + h * _lin(_A[s - 1], ks, j) for j in range(n)))
+        ks.append(field(t + _C[s] * h, ys))
     # FSAL: the last stage is evaluated at y1 = y + h sum b_i k_i (a_lower[-1] == b_sol)
     y1 = ys
     err = tuple(h * _lin(_B_ERR, ks, j) for j in range(n))
     return y1, ks[-1], err, ks
 
 
-def _materialise(one):
-    r"""``keep`` for :func:`_rk_step`: divide each stage by ``one`` (a 1 computed at run time,
-    so not folded; the division is exact).
+def _materialise(one, n_keep):
+    r"""``keep`` for :func:`_rk_step`: divide the first ``n_keep`` components (the model's
+    states) of each stage's input by ``one`` (a 1 computed at run time, so not folded; the
+    division is exact).
 
     XLA:CPU fuses elementwise producers into every consumer, so each output of the loop body
-    (new state, field, step size, ...) recomputed all the stages: the step ran ~10 times over.
-    A floating division counts as expensive, and expensive producers are not duplicated: the
-    stages are computed once (~2x fewer instructions per step, DESIGN §2.1).
+    (new state, integrals, field, step size, ...) recomputed the stages. A floating division
+    counts as expensive, and expensive producers are not duplicated: the stage states are
+    computed once. Measured (docs/performance.md): ~1.3-1.7x with the integrals of summaries
+    carried; no gain for two bare states, so the engine applies it only with integrals.
     """
-    return lambda k: tuple(x / one for x in k)
+    return lambda k: tuple(x / one if j < n_keep else x for j, x in enumerate(k))
 
 
 def _pl_states(model) -> set:
@@ -252,9 +254,11 @@ def chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_vars=("pl",),
             stiff, DESIGN §2.1).
         fixed: parameter values held constant over the chunk (scalars), merged under
             ``values``; names in neither take the model's defaults.
-        max_curve_steps: with curves, the dense-output buffer has
-            ``min(max_steps, max_curve_steps)`` rows, which bounds memory
-            (rows x chunk x (2 + 5 states) numbers); lanes needing more are flagged.
+        window: with curves, save points a step covers at most (a longer step is cut).
+        lanes: trajectories stepped together (:func:`default_lanes`).
+        block: steps between two refills of finished lanes (:func:`default_block`).
+        summary_ts: grid of the curve summaries when no ``curve_ts`` is given.
+        diffusion_coefficient: D_c in cm^2 s^-1 of ``diffusion_length``.
 
     Returns ``f(values: dict[str, Array(chunk,)]) -> dict`` with each summary ``(chunk,)``,
     ``curve_<var>`` ``(chunk, len(curve_ts))``, ``status`` int32 (0 success, 1 max_steps, 2
@@ -464,7 +468,7 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
         one = first / first
         # measured: materialising pays with integrals carried (4+ variables), not for the
         # two bare states of a curves-only solve, where it only adds kernels
-        keep = _materialise(one) if n_state + len(integrands) > 2 else (lambda k: k)
+        keep = _materialise(one, n_state) if n_state + len(integrands) > 2 else (lambda k: k)
         bshape = jnp.shape(n_ref)
         npts = int(np.prod(bshape))
         c_all = {k: jnp.broadcast_to(jnp.asarray(v, dtype), bshape).reshape(npts)
@@ -493,8 +497,11 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
             y1, f1, err, _ = _rk_step(lambda tt, yy: field(tt, yy, c), t, h_eff, y, f, keep)
             ratio = jnp.sqrt(sum((err[j] / scale(y[j], y1[j])) ** 2
                                  for j in range(n_state)) / n_state)
+            # the states only: with the integrals in it, every output of the step recomputed
+            # every integral (they depend on the states alone; a non-finite integral still
+            # shows as a non-finite summary, status 3)
             finite = jnp.isfinite(ratio)
-            for j in range(n_res):
+            for j in range(n_state):
                 finite = finite & jnp.isfinite(y1[j])
             acc = (ratio <= 1.0) & finite & live
             fac = jnp.clip(0.9 * jnp.where(finite, ratio, 1e10) ** -0.2, 0.2, 10.0)

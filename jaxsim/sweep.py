@@ -172,6 +172,10 @@ def chunk_values(spec: SweepSpec, flat_index) -> dict[str, np.ndarray]:
     return values
 
 
+#: per-device chunk sizes are padded to a multiple of this (see run_sweep)
+LANE_MULTIPLE = 8
+
+
 def shard_chunk_function(f, devices=None):
     """Split each call of ``f`` over ``devices`` (default: this process's local devices).
 
@@ -297,7 +301,10 @@ def run_sweep(spec: SweepSpec, out, *, overwrite: bool = False, limit_points: in
     if todo:
         f = chunk_fn or chunk_function(spec)
         g, n_dev = shard_chunk_function(f, devices)
-        c_pad = -(-spec.chunk_size // n_dev) * n_dev
+        # each device's share padded to a multiple of 8 lanes: XLA:CPU computes a remainder
+        # that does not fill a vector register with scalar code, whose rounding (FMA) differs,
+        # and the adaptive steps then differ between device counts
+        c_pad = -(-spec.chunk_size // (n_dev * LANE_MULTIPLE)) * n_dev * LANE_MULTIPLE
         bar = _progress_bar(total, already, progress, spec)
         from jaxsim.engine import default_workers, map_chunks
 
