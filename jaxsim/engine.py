@@ -20,7 +20,9 @@ Here instead (DESIGN §2.1):
   ``PIDController``:
   :math:`h \leftarrow h\,\mathrm{clip}(0.9\,\varepsilon^{-1/5}, 0.2, 10)`, with the error
   :math:`\varepsilon = \mathrm{RMS}_i\, e_i / (\mathrm{atol} + \mathrm{rtol}\max(|y_i|,|y_i'|))`
-  over the model's states (not the integrals below, which follow the states' steps);
+  over the model's states (not the integrals below, which follow the states' steps); a step
+  counts as finite when the states are (see :func:`_materialise` for why the loop body keeps
+  any value several of its outputs need out of their fusions);
 - summaries come from integrals carried as extra state:
   :math:`\int \mathrm{PL}`, :math:`\int t\,\mathrm{PL}`, :math:`\int n`, :math:`\int t\,n`,
   :math:`\int \phi_k` for each flux, only those the requested summaries need;
@@ -36,7 +38,9 @@ Here instead (DESIGN §2.1):
   is evaluated on the (at most ``window``) save points it covers and scattered, lane by lane,
   into the output; a step that would cover more is cut short. The interpolation error,
   :math:`O(h^6)`, stays far below the step's own. Only the states the outputs need are
-  scattered (PL is computed from the saved n afterwards, densely).
+  scattered, in cm^-3 (PL is computed from the saved n afterwards, densely); a failed point's
+  rows are set to NaN in the loop;
+- several chunks run at once in threads on a CPU (:func:`map_chunks`).
 
 Order the grid by :func:`stiffness_order`, stiffest first (:func:`solve_points` does):
 chunks then hold similar points, and within a chunk the long trajectories start first while
