@@ -352,7 +352,8 @@ def _grid_fn(ts_s: np.ndarray, dtype, t_end: float, k_win: int):
       the window's end), so a step from ``t0`` to ``t1`` covers the save points
       ``before(t0) <= k < before(t1)``;
     - ``g.cap(p)``: the latest end of a step from a time with ``before == p`` that covers at
-      most ``k_win`` save points.
+      most ``k_win`` save points: half a spacing short of save point ``p + k_win`` (so that
+      rounding cannot add one), ``inf`` when fewer than ``k_win`` points are left.
 
     Evenly spaced grids (linear time axes, TCSPC bins) are computed arithmetically; other grids
     are searched in the padded table.
@@ -385,10 +386,14 @@ def _grid_fn(ts_s: np.ndarray, dtype, t_end: float, k_win: int):
         return jnp.where(t >= te, n, k)
 
     def cap(p):
+        m = p + k_win
         if uniform:
-            # half a spacing short of save point p + k_win: rounding cannot add a point
-            return first + (p + k_win - 0.5).astype(dtype) * jnp.asarray(step, dtype)
-        return jnp.take(table, jnp.minimum(p + k_win, n), mode="clip")
+            c = first + (m - 0.5).astype(dtype) * jnp.asarray(step, dtype)
+        else:
+            lo = jnp.take(table, jnp.clip(m - 1, 0, n), mode="clip")
+            hi = jnp.take(table, jnp.minimum(m, n), mode="clip")
+            c = lo + 0.5 * (hi - lo)
+        return jnp.where(m < n, c, jnp.inf)
 
     g.before, g.cap = before, cap
     g.step = float(step) if uniform else None
@@ -413,6 +418,13 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
         n_ts = len(ts_s)
         k_win = int(min(window, n_ts))
         grid = _grid_fn(ts_s, dtype, t_end, k_win)
+        gaps = np.diff(ts_s)
+        resolution = 4 * float(np.spacing(np.asarray(t_end, dtype)))
+        if gaps.size and gaps.min() < resolution:
+            raise ParameterError(
+                f"curve_ts: two save times are {gaps.min() * config.t_ref:.3g} s apart, below "
+                f"what {config.dtype} resolves at t1 ({resolution * config.t_ref:.3g} s): expected "
+                "coarser save times, or dtype float64")
         # scaled quantities saved on the grid
         quantities = []
         for var in curve_vars:
@@ -498,6 +510,8 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
             # step by exactly fl(t + h) - t, so that t stays the time of the state (in float32,
             # the rounding of t + h over ~100 steps shifted the curves by up to 1e-5)
             h_eff = jnp.where(last, rem, (t + h_try) - t)
+            # a step below the resolution of t cannot advance it: the lane fails (status 2)
+            stuck = live & (h_eff <= 0)
             y1, f1, err, _ = _rk_step(lambda tt, yy: field(tt, yy, c), t, h_eff, y, f, keep)
             ratio = jnp.sqrt(sum((err[j] / scale(y[j], y1[j])) ** 2
                                  for j in range(n_state)) / n_state)
@@ -512,7 +526,7 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
             h_new = h_eff * jnp.where(acc, fac, jnp.minimum(fac, 1.0))
             # a step shortened to meet t1 or a save window does not shrink the next one
             h_new = jnp.where(acc & (h_eff < h), jnp.maximum(h_new, h), h_new)
-            h_new = jnp.where(live, h_new, h)
+            h_new = jnp.where(live, jnp.where(stuck, 0.0, h_new), h)
             t_new = jnp.where(acc, jnp.where(last, te, t + h_eff), t)
             y_new = tuple(jnp.where(acc, a, b) for a, b in zip(y1, y))
             f_new = tuple(jnp.where(acc, a, b) for a, b in zip(f1, f))
@@ -544,8 +558,8 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
                 if save:
                     p = grid.before(t)
                     rows, prow = logs
-                    rows = jax.lax.dynamic_update_index_in_dim(rows, log_row(t, y, f, c), i, 0)
-                    prow = jax.lax.dynamic_update_index_in_dim(prow, p, i, 0)
+                    rows = jax.lax.dynamic_update_index_in_dim(rows, log_row(t, y, f, c), i, 1)
+                    prow = jax.lax.dynamic_update_index_in_dim(prow, p, i, 1)
                     logs = (rows, prow)
                     # at most k_win save points per step (the flush evaluates k_win per row)
                     h_try = jnp.minimum(h, grid.cap(p) - t)
@@ -558,11 +572,11 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
             """Evaluate each step's quintic Hermite segment on the (at most k_win) save points
             it covers and scatter them, in cm^-3, into the outputs, lane by lane (ascending
             addresses; the slots a step does not use point past the end and are dropped)."""
-            r0, r1 = rows[:-1], rows[1:]
-            p0 = prow[:-1]
-            count = jnp.where((jnp.arange(nblock) < n_it)[:, None], prow[1:] - p0, 0)
+            r0, r1 = rows[:, :-1], rows[:, 1:]
+            p0 = prow[:, :-1]
+            count = jnp.where((jnp.arange(nblock) < n_it)[None, :], prow[:, 1:] - p0, 0)
             # (lanes, block, k): each lane's writes are contiguous in its output row
-            tr_ = lambda a: jnp.swapaxes(a, 0, 1)[..., None]  # noqa: E731
+            tr_ = lambda a: a[..., None]  # noqa: E731
             ids = tr_(p0) + m_idx
             valid = m_idx < tr_(count)
             t0, t1_ = tr_(r0[..., 0]), tr_(r1[..., 0])
@@ -607,19 +621,16 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
             return c, t, h, y, f, nst
 
         def outer(oc):
-            (blocks, pid, nxt, lane, res, codes, steps, outs) = oc
+            (blocks, pid, nxt, lane, res, codes, steps, outs, logs) = oc
             c, t, h, y, f, nst = lane
-            if save:
-                logs = (jnp.zeros((nblock + 1, nl, 1 + 3 * len(saved_states)), dtype),
-                        jnp.zeros((nblock + 1, nl), jnp.int32))
-            else:
-                logs = ()
+            # the logs are reused: rows past this block's last are never read
             n_it, t, h, y, f, nst, logs = inner(c, (t, h, y, f, nst, logs))
             if save:
                 rows, prow = logs
-                rows = jax.lax.dynamic_update_index_in_dim(rows, log_row(t, y, f, c), n_it, 0)
-                prow = jax.lax.dynamic_update_index_in_dim(prow, grid.before(t), n_it, 0)
+                rows = jax.lax.dynamic_update_index_in_dim(rows, log_row(t, y, f, c), n_it, 1)
+                prow = jax.lax.dynamic_update_index_in_dim(prow, grid.before(t), n_it, 1)
                 outs = flush(rows, prow, n_it, pid, c[NREF], outs)
+                logs = (rows, prow)
             # lanes done with their point: record it, take the next one
             fin = ~live_of(t, h, nst) & (pid < npts)
             if save:
@@ -641,7 +652,7 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
             pid = jnp.where(fin, jnp.minimum(new_pid, npts), pid)
             nxt = nxt + jnp.sum(fin, dtype=jnp.int32)
             lane = take(pid, fin & (pid < npts), (c, t, h, y, f, nst))
-            return (blocks + 1, pid, nxt, lane, res, codes, steps, outs)
+            return (blocks + 1, pid, nxt, lane, res, codes, steps, outs, logs)
 
         pid0 = jnp.arange(nl, dtype=jnp.int32)
         c0 = {k: v[:nl] for k, v in c_all.items()}
@@ -653,7 +664,9 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
         outs0 = tuple(jnp.full((npts * n_ts,), jnp.nan, dtype)
                       for _ in saved_states) if save else ()
         max_blocks = npts * (max_steps // nblock + 2)
-        oc = (jnp.int32(0), pid0, jnp.int32(nl), lane0, res0, codes0, steps0, outs0)
+        logs0 = ((jnp.zeros((nl, nblock + 1, 1 + 3 * len(saved_states)), dtype),
+                  jnp.zeros((nl, nblock + 1), jnp.int32)) if save else ())
+        oc = (jnp.int32(0), pid0, jnp.int32(nl), lane0, res0, codes0, steps0, outs0, logs0)
         oc = jax.lax.while_loop(lambda oc: (oc[0] < max_blocks) & jnp.any(oc[1] < npts),
                                 outer, oc)
         res, code, nst, outs = oc[4], oc[5], oc[6], oc[7]

@@ -124,13 +124,17 @@ def test_curves_match_radau(out_lin, ref_lin, points):
         assert np.all(np.diff(tot) <= 1e-9 * n0)
 
 
-def test_uneven_grid(points):
+@pytest.fixture(scope="module")
+def ref_log(points):
+    return [radau({k: v[i] for k, v in points.items()}, TS_LOG) for i in range(CHUNK)]
+
+
+def test_uneven_grid(points, ref_log):
     f = chunk_solver("trap_detrap", t1=T1, curve_ts=TS_LOG, curve_vars=("n",), config=CFG,
                      lanes=CHUNK)
     out = f(points)
     assert np.all(np.asarray(out["status"]) == 0)
-    for i in range(CHUNK):
-        r = radau({k: v[i] for k, v in points.items()}, TS_LOG)
+    for i, r in enumerate(ref_log):
         assert rel(np.asarray(out["curve_n"])[i], r["n"], 1e-6 * points["n0"][i]) < 1e-5
 
 
@@ -276,3 +280,43 @@ def test_failed_points_have_nan_curves():
     good = ~bad
     assert good.any()
     np.testing.assert_array_equal(out["curve_n"][good], ref["curve_n"][good])
+
+
+def test_save_grid_ending_before_t1(points):
+    """A grid that stops at t1 / 10: steps beyond it are not capped (they were, at zero length,
+    until max_steps), the saved part equals that of the full grid, the summaries those of a
+    solve without curves."""
+    full = np.linspace(0.0, T1, 201)
+    part = full[:21]
+    out = {}
+    for name, ts in (("full", full), ("part", part)):
+        f = chunk_solver("trap_detrap", t1=T1, summaries=("plqy",), curve_ts=ts,
+                         curve_vars=("n",), config=CFG, lanes=4)
+        out[name] = {k: np.asarray(v) for k, v in f(points).items()}
+    assert np.all(out["part"]["status"] == 0)
+    np.testing.assert_allclose(out["part"]["curve_n"], out["full"]["curve_n"][:, :21],
+                               rtol=1e-12)
+    np.testing.assert_allclose(out["part"]["plqy"], out["full"]["plqy"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("window", [1, 16])
+def test_uneven_grid_every_point_written(points, window, ref_log):
+    """Uneven grids (a log grid; a cluster of points right before t1): every save point of a
+    successful point is written (the step cap keeps half a spacing of margin), and agrees with
+    Radau, also when the cap binds at every step (window = 1)."""
+    tail = np.concatenate([np.linspace(0.0, 0.5 * T1, 50), np.linspace((1 - 1e-6) * T1, T1, 17)])
+    for ts, ref in ((TS_LOG, ref_log), (tail, None)):
+        f = chunk_solver("trap_detrap", t1=T1, curve_ts=ts, curve_vars=("n",), config=CFG,
+                         lanes=4, window=window)
+        out = {k: np.asarray(v) for k, v in f(points).items()}
+        assert np.all(out["status"] == 0)
+        assert np.all(np.isfinite(out["curve_n"]))
+        if ref is not None:
+            for i, r in enumerate(ref):
+                assert rel(out["curve_n"][i], r["n"], 1e-6 * points["n0"][i]) < 1e-5
+
+
+def test_float32_rejects_unresolvable_grid():
+    ts = np.linspace(0.0, 1e-12, 11)  # 0.1 ps apart, below float32 resolution at t1 = 2 us
+    with pytest.raises(ParameterError, match="float32"):
+        chunk_solver("trap_detrap", t1=T1, curve_ts=ts, config=SolverConfig(dtype="float32"))
