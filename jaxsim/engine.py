@@ -119,6 +119,7 @@ def _tsit5_tables():
 
 
 _A, _C, _B_SOL, _B_ERR, _M = _tsit5_tables()
+_ERR_ABS_SUM = sum(abs(x) for x in _B_ERR)
 
 
 def _lin(coefs, ks, j):
@@ -502,6 +503,8 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
         def live_of(t, h, nst):
             return (t < te) & (h >= tiny_h) & (nst < max_steps)
 
+        noise = 4.0 * float(np.finfo(dtype).eps) * _ERR_ABS_SUM
+
         def step(c, t, h, h_try, y, f, live):
             """One adaptive Tsit5 step of the ``live`` lanes, of at most ``h_try`` (the others
             keep their state). Returns the new (t, h, y, f)."""
@@ -513,8 +516,13 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
             # a step below the resolution of t cannot advance it: the lane fails (status 2)
             stuck = live & (h_eff <= 0)
             y1, f1, err, _ = _rk_step(lambda tt, yy: field(tt, yy, c), t, h_eff, y, f, keep)
-            ratio = jnp.sqrt(sum((err[j] / scale(y[j], y1[j])) ** 2
-                                 for j in range(n_state)) / n_state)
+            # minus the error estimate's own rounding noise (~eps h |f| sum|b_err|): in
+            # float32 at rtol 2e-7 it kept the controller from growing slow steps
+            # (the step sizes are not differentiated: sqrt at an error of 0 has no derivative,
+            # and a tangent of the step size only moves the result within the tolerance)
+            ratio = jax.lax.stop_gradient(jnp.sqrt(sum(
+                (jnp.maximum(jnp.abs(err[j]) - noise * jnp.abs(h_eff * f[j]), 0.0)
+                 / scale(y[j], y1[j])) ** 2 for j in range(n_state)) / n_state))
             # the states only: with the integrals in it, every output of the step recomputed
             # every integral (they depend on the states alone; a non-finite integral still
             # shows as a non-finite summary, status 3)
