@@ -219,6 +219,21 @@ def _check_summaries(summaries):
     return names, any(SUMMARIES[n].needs_curve for n in names)
 
 
+def check_chunk_values(model, values: dict, extra: tuple = ()) -> int:
+    """Names (the model's parameters, or ``extra``) and shapes (1-D, one length) of a chunk's
+    inputs; returns the chunk length. Values themselves are checked by the caller."""
+    for k in values:
+        if k not in extra:
+            table_lookup(model.parameters, k, model=model.name)
+    if not values:
+        raise ParameterError("values = {}: expected at least one parameter array (chunk,)")
+    shapes = {k: jnp.shape(v) for k, v in values.items()}
+    n = max((s[0] for s in shapes.values() if len(s) == 1), default=None)
+    if n is None or any(len(s) != 1 or s[0] != n for s in shapes.values()):
+        raise ParameterError(f"values have shapes {shapes}: expected 1-D arrays of one length")
+    return n
+
+
 def check_curve_request(model, t1: float, curve_ts, curve_vars):
     """Validated (curve_ts or None, curve_vars): times in [0, t1], known variables."""
     curve_vars = (curve_vars,) if isinstance(curve_vars, str) else tuple(curve_vars)
@@ -309,14 +324,7 @@ def chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_vars=("pl",),
 
     def f(values):
         values = dict(values)
-        for k in values:
-            table_lookup(model.parameters, k, model=model.name)
-        if not values:
-            raise ParameterError("values = {}: expected at least one parameter array (chunk,)")
-        shapes = {k: jnp.shape(v) for k, v in values.items()}
-        n = max((s[0] for s in shapes.values() if len(s) == 1), default=None)
-        if n is None or any(len(s) != 1 or s[0] != n for s in shapes.values()):
-            raise ParameterError(f"values have shapes {shapes}: expected 1-D arrays of one length")
+        n = check_chunk_values(model, values)
         for k, v in values.items():
             if not isinstance(v, jax.core.Tracer):
                 table_lookup(model.parameters, k, model=model.name).check(np.asarray(v))

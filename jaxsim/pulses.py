@@ -698,7 +698,7 @@ def steady_state_chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_v
     above 1/e within [0, t1]. Compiled once per chunk size and solver.
     """
     from jaxsim import observables
-    from jaxsim.engine import check_curve_request
+    from jaxsim.engine import check_chunk_values, check_curve_request
     from jaxsim.params import table_lookup
 
     model = get_model(model)
@@ -735,15 +735,7 @@ def steady_state_chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_v
 
     def f(values):
         values = dict(values)
-        for kk in values:
-            if kk != "rep_rate":
-                table_lookup(model.parameters, kk, model=model.name)
-        if not values:
-            raise ParameterError("values = {}: expected at least one array (chunk,)")
-        shapes = {kk: jnp.shape(v) for kk, v in values.items()}
-        n = max((sh[0] for sh in shapes.values() if len(sh) == 1), default=None)
-        if n is None or any(len(sh) != 1 or sh[0] != n for sh in shapes.values()):
-            raise ParameterError(f"values have shapes {shapes}: expected 1-D arrays of one length")
+        n = check_chunk_values(model, values, extra=("rep_rate",))
         concrete = not any(isinstance(v, jax.core.Tracer) for v in values.values())
         if "rep_rate" not in values and "rep_rate" not in fixed:
             raise ParameterError("rep_rate is missing: expected it (Hz) in values or in fixed")
