@@ -157,6 +157,21 @@ def _inv_fifth_root(x):
     return jnp.exp(-0.2 * jnp.log(x.astype(jnp.float32))).astype(x.dtype)
 
 
+def _one_fusion(xs):
+    """``xs`` unchanged, computed in one XLA kernel: the outputs of a variadic reduce over a
+    leading axis of 2 (each value, then 0).
+
+    XLA:CPU fuses one output per kernel, so each output of a step (new time, step size,
+    states, field) recomputed every stage it depends on; a reduce with several operands is
+    one kernel, and its operands' common subexpressions are computed once per element."""
+    if jax.default_backend() != "cpu":
+        return tuple(xs)
+    ops = tuple(jnp.stack([x, jnp.zeros_like(x)]) for x in xs)
+    init = tuple(jnp.zeros((), x.dtype) for x in xs)
+    return tuple(jax.lax.reduce(ops, init, lambda a, b: tuple(p + q for p, q in zip(a, b)),
+                                (0,)))
+
+
 def _materialise(one, n_keep):
     r"""``keep`` for :func:`_rk_step`: divide the first ``n_keep`` components (the model's
     states) of each stage's input by ``one`` (a 1 computed at run time, so not folded; the
@@ -501,9 +516,13 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
         # jvp): n0 / n0, exact for the positive n0 every point has
         first = jnp.reshape(jnp.asarray(n_ref, dtype), (-1,))[0]
         one = first / first
-        # measured: materialising pays with integrals carried (4+ variables), not for the
-        # two bare states of a curves-only solve, where it only adds kernels
-        keep = _materialise(one, n_state) if n_state + len(integrands) > 2 else (lambda k: k)
+        # measured (docs/performance.md, 2 workers): up to 2 integrals, the whole step fits one
+        # kernel (bench summaries 1.8x, curves 1.1-1.2x); with more, that kernel ran slower
+        # than materialising the stage states and packing only the states (default sweep,
+        # 7 integrals: 1.25x over neither)
+        many = len(integrands) > 2
+        keep = _materialise(one, n_state) if many else (lambda k: k)
+        n_pack = n_state if many else n_state + len(integrands)
         bshape = jnp.shape(n_ref)
         npts = int(np.prod(bshape))
         c_all = {k: jnp.broadcast_to(jnp.asarray(v, dtype), bshape).reshape(npts)
@@ -534,6 +553,14 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
             # a step below the resolution of t cannot advance it: the lane fails (status 2)
             stuck = live & (h_eff <= 0)
             y1, f1, err, _ = _rk_step(lambda tt, yy: field(tt, yy, c), t, h_eff, y, f, keep)
+            # the stages once (see _one_fusion): the new states and their error estimates in
+            # one kernel (with many integrals, the states only: the integrals' sums come from
+            # the materialised stage states), then the new field from the new states
+            packed = tuple(y1[:n_pack]) + tuple(err[:n_state])
+            packed = _one_fusion(packed)
+            y1 = tuple(packed[:n_pack]) + tuple(y1[n_pack:])
+            err = packed[n_pack:]
+            f1 = field(t + h_eff, y1, c)
             # minus the error estimate's own rounding noise (~eps h |f| sum|b_err|): in
             # float32 at rtol 2e-7 it kept the controller from growing slow steps
             # (the step sizes are not differentiated: sqrt at an error of 0 has no derivative,
@@ -556,6 +583,8 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
             t_new = jnp.where(acc, jnp.where(last, te, t + h_eff), t)
             y_new = tuple(jnp.where(acc, a, b) for a, b in zip(y1, y))
             f_new = tuple(jnp.where(acc, a, b) for a, b in zip(f1, f))
+            t_new, h_new, *rest = _one_fusion((t_new, h_new) + y_new + f_new)
+            y_new, f_new = tuple(rest[:len(y)]), tuple(rest[len(y):])
             return t_new, h_new, y_new, f_new
 
         def second_derivative(t, y, f, c):
@@ -577,7 +606,7 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
             def cond(ic):
                 return (ic[0] < nblock) & jnp.any(live_of(ic[1], ic[2], ic[5]))
 
-            def body(ic):
+            def one_step(ic):
                 i, t, h, y, f, nst, logs = ic
                 live = live_of(t, h, nst)
                 h_try = h
@@ -592,7 +621,7 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
                 t_new, h_new, y_new, f_new = step(c, t, h, h_try, y, f, live)
                 return (i + 1, t_new, h_new, y_new, f_new, nst + live.astype(jnp.int32), logs)
 
-            return jax.lax.while_loop(cond, body, (jnp.int32(0),) + blk)
+            return jax.lax.while_loop(cond, one_step, (jnp.int32(0),) + blk)
 
         def flush(rows, prow, n_it, pid, nref, outs):
             """Evaluate each step's quintic Hermite segment on the (at most k_win) save points
