@@ -16,7 +16,8 @@ subsample, and ``peak_rss_mb`` (the resident set sampled while the row ran). The
 - ``diffrax_naive``: ``jit(vmap(diffeqsolve(Tsit5, PIDController(1e-6), SaveAt(ts=1000 points))))``
   on unsorted chunks; summaries from the saved PL curve (trapezoid rule), the naive way.
 - ``jaxsim``: :func:`jaxsim.engine.chunk_solver`, sorted chunks, several at once on a CPU
-  (:func:`jaxsim.engine.map_chunks`), as a sweep runs them; one row per engine dtype
+  (:func:`jaxsim.engine.map_chunks`), as a large sweep runs them (with the chunks' tails
+  moved to fewer lanes, ``tail_halvings=2``); one row per engine dtype
   (``float64`` and ``float32`` by default; the baselines always run in float64). The ratios
   are ``{output}_{dtype}_vs_{baseline}``.
 
@@ -48,6 +49,9 @@ RTOL = 1e-6
 #: the engine's tolerance: global error grows to ~5x rtol over the window, and PL ~ n^2 doubles
 #: it, so rtol 1e-6 gives max errors of ~1e-5 on curves; 2e-7 keeps them below (~15 % more steps)
 ENGINE_RTOL = 2e-7
+#: the engine rows run as a large sweep runs them (jaxsim.sweep.TAIL_FROM_CHUNKS chunks or
+#: more): with the chunk's tail moved to fewer lanes (compile_s includes the extra loops)
+ENGINE_TAIL = 2
 #: every row is timed this many times over its points and reports the fastest pass: on a
 #: shared machine single passes of the same computation differed by up to 1.8x
 REPEATS = 3
@@ -302,16 +306,17 @@ def run_naive(points, kind, chunk, ref_points):
                 points=n)
 
 
-def engine_fn(kind: str, dtype: str = "float64", rtol: float = ENGINE_RTOL, lanes=None):
+def engine_fn(kind: str, dtype: str = "float64", rtol: float = ENGINE_RTOL, lanes=None,
+              tail_halvings: int = 0):
     from jaxsim.engine import chunk_solver
     from jaxsim.solve import SolverConfig
 
     cfg = SolverConfig(rtol=rtol, atol=RTOL * 1e-6, dtype=dtype, max_steps=4096)
     if kind == "summary":
         return chunk_solver("trap_detrap", t1=T1, summaries=SUMMARY_NAMES, config=cfg,
-                            lanes=lanes)
+                            lanes=lanes, tail_halvings=tail_halvings)
     return chunk_solver("trap_detrap", t1=T1, curve_ts=curve_times(), curve_vars=("n", "pl"),
-                        config=cfg, lanes=lanes)
+                        config=cfg, lanes=lanes, tail_halvings=tail_halvings)
 
 
 def run_jaxsim(points, kind, chunk, ref_points, dtype="float64", workers=None):
@@ -323,7 +328,7 @@ def run_jaxsim(points, kind, chunk, ref_points, dtype="float64", workers=None):
 
     from jaxsim.engine import default_workers, map_chunks, pad_chunk, stiffness_order
 
-    f = engine_fn(kind, dtype)
+    f = engine_fn(kind, dtype, tail_halvings=ENGINE_TAIL)
     workers = default_workers() if workers is None else workers
     keys = SUMMARY_NAMES if kind == "summary" else ("curve_n", "curve_pl")
     n = len(points["A"])
@@ -363,7 +368,8 @@ def run_jaxsim(points, kind, chunk, ref_points, dtype="float64", workers=None):
     err = rel_err(sub, _REF_CACHE["ref"], kind)
     return dict(points_per_s=n / el, compile_s=max(t_first - t_again, 0.0), max_rel_err=err,
                 peak_rss_mb=mem.peak_mb, points=n, failed=int(np.sum(status != 0)),
-                mean_steps=float(np.mean(steps)), dtype=dtype, workers=workers)
+                mean_steps=float(np.mean(steps)), dtype=dtype, workers=workers,
+                tail_halvings=ENGINE_TAIL)
 
 
 def memory_check(sizes: BenchSizes) -> list[dict]:

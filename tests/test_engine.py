@@ -320,3 +320,21 @@ def test_float32_rejects_unresolvable_grid():
     ts = np.linspace(0.0, 1e-12, 11)  # 0.1 ps apart, below float32 resolution at t1 = 2 us
     with pytest.raises(ParameterError, match="float32"):
         chunk_solver("trap_detrap", t1=T1, curve_ts=ts, config=SolverConfig(dtype="float32"))
+
+
+def test_tail_halvings_same_results():
+    """Moving a chunk's last points to fewer lanes changes no number: each point's steps are
+    elementwise, whichever lane holds it (1024 points on 512 lanes, tails on 256)."""
+    pts = grid(1024, seed=11)
+    ts = np.linspace(0.0, T1, 40)
+    order = stiffness_order("trap_detrap", pts)[::-1]
+    pts = {k: v[order] for k, v in pts.items()}
+    kw = dict(t1=T1, summaries=("tau_mean_pl", "plqy"), curve_ts=ts, curve_vars=("n", "pl"),
+              config=CFG, lanes=512)
+    plain = chunk_solver("trap_detrap", **kw)(pts)
+    tail = chunk_solver("trap_detrap", tail_halvings=2, **kw)(pts)
+    assert np.all(np.asarray(plain["status"]) == 0)
+    for k in plain:
+        np.testing.assert_array_equal(np.asarray(tail[k]), np.asarray(plain[k]), err_msg=k)
+    with pytest.raises(ParameterError, match="tail_halvings"):
+        chunk_solver("trap_detrap", t1=T1, tail_halvings=-1)
