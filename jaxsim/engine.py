@@ -552,9 +552,9 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
 
         noise = 4.0 * float(np.finfo(dtype).eps) * _ERR_ABS_SUM
 
-        def step(c, t, h, h_try, y, f, live, nst):
+        def step(c, t, h, h_try, y, f, live):
             """One adaptive Tsit5 step of the ``live`` lanes, of at most ``h_try`` (the others
-            keep their state). Returns the new (t, h, y, f, step count)."""
+            keep their state). Returns the new (t, h, y, f)."""
             rem = te - t
             last = h_try >= rem * (1 - 1e-12)
             # step by exactly fl(t + h) - t, so that t stays the time of the state (in float32,
@@ -593,10 +593,9 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
             t_new = jnp.where(acc, jnp.where(last, te, t + h_eff), t)
             y_new = tuple(jnp.where(acc, a, b) for a, b in zip(y1, y))
             f_new = tuple(jnp.where(acc, a, b) for a, b in zip(f1, f))
-            nst_new = nst + live.astype(jnp.int32)
-            t_new, h_new, nst_new, *rest = _one_fusion((t_new, h_new, nst_new) + y_new + f_new)
+            t_new, h_new, *rest = _one_fusion((t_new, h_new) + y_new + f_new)
             y_new, f_new = tuple(rest[:len(y)]), tuple(rest[len(y):])
-            return t_new, h_new, y_new, f_new, nst_new
+            return t_new, h_new, y_new, f_new
 
         def second_derivative(t, y, f, c):
             """y'' = d/dt field(t, y(t)): one jvp of the field along (1, y')."""
@@ -631,8 +630,8 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
                     logs = (rows, prow)
                     # at most k_win save points per step (the flush evaluates k_win per row)
                     h_try = jnp.minimum(h, grid.cap(p) - t)
-                t_new, h_new, y_new, f_new, nst_new = step(c, t, h, h_try, y, f, live, nst)
-                return (i + 1, t_new, h_new, y_new, f_new, nst_new, logs)
+                t_new, h_new, y_new, f_new = step(c, t, h, h_try, y, f, live)
+                return (i + 1, t_new, h_new, y_new, f_new, nst + live.astype(jnp.int32), logs)
 
             return jax.lax.while_loop(cond, one_step, (jnp.int32(0),) + blk)
 
