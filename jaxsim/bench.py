@@ -7,7 +7,8 @@ way of solving and each output kind:
 - ``summary``: ``tau_mean_pl`` (first moment of PL) and ``plqy``;
 - ``curves``: n(t) and PL(t) on 1000 evenly spaced times;
 
-it reports points/s (steady state, compile excluded, the fastest of ``REPEATS`` passes),
+it reports points/s (steady state, compile excluded, the fastest of ``REPEATS`` or more passes
+filling ``BenchSizes.min_timed_s`` seconds),
 ``compile_s``, ``max_rel_err`` against a float64 SciPy Radau solve (rtol 1e-11) on a
 subsample, and ``peak_rss_mb`` (the resident set sampled while the row ran). The ways of solving:
 
@@ -52,9 +53,19 @@ ENGINE_RTOL = 2e-7
 #: the engine rows run as a large sweep runs them (jaxsim.sweep.TAIL_FROM_CHUNKS chunks or
 #: more): with the chunk's tail moved to fewer lanes (compile_s includes the extra loops)
 ENGINE_TAIL = 2
-#: every row is timed this many times over its points and reports the fastest pass: on a
-#: shared machine single passes of the same computation differed by up to 1.8x
+#: every row is timed over its points at least this many times, and for at least
+#: ``BenchSizes.min_timed_s`` seconds in all, and reports the fastest pass: on a shared machine
+#: single passes of the same computation differed by up to 1.8x, and a 0.2 s pass is easily
+#: hit whole by another tenant
 REPEATS = 3
+
+
+def _passes(min_s: float):
+    """Pass numbers of a timed row: REPEATS at least, more until ``min_s`` have passed."""
+    start, k = time.perf_counter(), 0
+    while k < REPEATS or time.perf_counter() - start < min_s:
+        yield k
+        k += 1
 
 
 @dataclass(frozen=True)
@@ -69,16 +80,21 @@ class BenchSizes:
     naive_chunk: int
     memory_chunks: tuple
     memory_points: int
+    min_timed_s: float = 0.0
 
 
+# curve chunks of 4096 x 1000 float64 values (32.8 MB) stay below glibc's largest mmap
+# threshold (32 MiB), so freed chunk buffers can be reused: measured 2.6 page faults per point
+# against 3.9 with 8192-point chunks (float64 curves)
 QUICK = BenchSizes(jaxsim=32768, naive=1024, scipy=24, reference=16, chunk=4096,
-                   naive_chunk=512, memory_chunks=(256, 1024, 4096), memory_points=16384)
+                   naive_chunk=512, memory_chunks=(256, 1024, 4096), memory_points=16384,
+                   min_timed_s=1.5)
 #: a smoke test of the machinery (numbers meaningless)
 TINY = BenchSizes(jaxsim=64, naive=16, scipy=3, reference=3, chunk=32, naive_chunk=16,
                   memory_chunks=(32,), memory_points=64)
-FULL = BenchSizes(jaxsim=262144, naive=4096, scipy=200, reference=64, chunk=8192,
+FULL = BenchSizes(jaxsim=262144, naive=4096, scipy=200, reference=64, chunk=4096,
                   naive_chunk=1024, memory_chunks=(256, 1024, 4096, 16384),
-                  memory_points=131072)
+                  memory_points=131072, min_timed_s=3.0)
 
 
 def random_grid(n: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -210,13 +226,13 @@ def rel_err(rows: list[dict] | dict, ref: list[dict], kind: str) -> float:
 
 # -- the three ways of solving --------------------------------------------------------------------
 
-def run_scipy(points, ts, kind, ref_points):
+def run_scipy(points, ts, kind, ref_points, min_s=0.0):
     curves = kind == "curves"
     n = len(points["A"])
     ts_s = ts / 1e-9
     with PeakRSS() as mem:
         el = np.inf
-        for _ in range(REPEATS):
+        for _ in _passes(min_s):
             t0 = time.perf_counter()
             res = []
             for i in range(n):
@@ -261,7 +277,7 @@ def _naive_fn(chunk: int):
     return jax.jit(jax.vmap(one))
 
 
-def _timed_chunks(fn, points, chunk, keys, keep):
+def _timed_chunks(fn, points, chunk, keys, keep, min_s=0.0):
     """(compile_s, steady seconds, outputs) of ``fn`` over ``points`` in chunks of ``chunk``."""
     import jax
 
@@ -273,7 +289,7 @@ def _timed_chunks(fn, points, chunk, keys, keep):
     jax.block_until_ready(fn(first))
     t_first = time.perf_counter() - t0
     el = np.inf
-    for _ in range(REPEATS):
+    for _ in _passes(min_s):
         outs = {}
         t0 = time.perf_counter()
         t_chunk0 = None
@@ -291,7 +307,7 @@ def _timed_chunks(fn, points, chunk, keys, keep):
     return max(t_first - t_chunk0, 0.0), el, {k: np.concatenate(v) for k, v in outs.items()}
 
 
-def run_naive(points, kind, chunk, ref_points):
+def run_naive(points, kind, chunk, ref_points, min_s=0.0):
     fn_ = _naive_fn(chunk)
 
     def fn(c):
@@ -299,7 +315,7 @@ def run_naive(points, kind, chunk, ref_points):
 
     keys = SUMMARY_NAMES if kind == "summary" else ("curve_n", "curve_pl")
     with PeakRSS() as mem:
-        comp, el, outs = _timed_chunks(fn, points, chunk, keys, ref_points)
+        comp, el, outs = _timed_chunks(fn, points, chunk, keys, ref_points, min_s)
     n = len(points["A"])
     err = rel_err(outs, _REF_CACHE["ref"], kind)
     return dict(points_per_s=n / el, compile_s=comp, max_rel_err=err, peak_rss_mb=mem.peak_mb,
@@ -319,7 +335,7 @@ def engine_fn(kind: str, dtype: str = "float64", rtol: float = ENGINE_RTOL, lane
                         config=cfg, lanes=lanes, tail_halvings=tail_halvings)
 
 
-def run_jaxsim(points, kind, chunk, ref_points, dtype="float64", workers=None):
+def run_jaxsim(points, kind, chunk, ref_points, dtype="float64", workers=None, min_s=0.0):
     """The engine as a sweep drives it: points sorted by stiffness (stiffest first), chunks of
     ``chunk`` (the last padded), ``workers`` chunks at once (:func:`jaxsim.engine.map_chunks`),
     each chunk's outputs fetched to host memory as it finishes and dropped once the error
@@ -349,7 +365,7 @@ def run_jaxsim(points, kind, chunk, ref_points, dtype="float64", workers=None):
                 yield (idx, m), c
 
         el = np.inf
-        for _ in range(REPEATS):
+        for _ in _passes(min_s):
             t0 = time.perf_counter()
             # as a sweep does (it writes each chunk and lets it go), only what is checked is
             # kept: the error subsample (the grid's first ref_points points), status, steps;
@@ -437,13 +453,13 @@ def run_benchmark(quick: bool = True, sizes: BenchSizes | None = None, *, seed: 
             log(f"{name}{' ' + dt if dt else ''} / {kind} ...")
             if name == "scipy":
                 r = run_scipy(take(max(sizes.scipy, sizes.reference)), ts, kind,
-                              sizes.reference)
+                              sizes.reference, min_s=sizes.min_timed_s)
             elif name == "diffrax_naive":
                 r = run_naive(take(max(sizes.naive, sizes.reference)), kind, sizes.naive_chunk,
-                              sizes.reference)
+                              sizes.reference, min_s=sizes.min_timed_s)
             else:
                 r = run_jaxsim(take(max(sizes.jaxsim, sizes.reference)), kind, sizes.chunk,
-                               sizes.reference, dt)
+                               sizes.reference, dt, min_s=sizes.min_timed_s)
             r.setdefault("dtype", "float64")
             results.append({"name": name, "output": kind, **r})
             log(f"    {r['points_per_s']:.4g} points/s, compile {r['compile_s']:.1f} s, "
