@@ -22,9 +22,14 @@ Here instead (DESIGN §2.1):
   :math:`\varepsilon = \mathrm{RMS}_i\, e_i / (\mathrm{atol} + \mathrm{rtol}\max(|y_i|,|y_i'|))`
   over the model's states (not the integrals below, which follow the states' steps), each
   :math:`|e_i|` less its own rounding noise :math:`4\epsilon h |f_i| \sum_k |b^{err}_k|` (in
-  float32 at rtol 2e-7 that noise had held the steps ~10 % short); a step
-  counts as finite when the states are (see :func:`_materialise` for why the loop body keeps
-  any value several of its outputs need out of their fusions);
+  float32 at rtol 2e-7 that noise had held the steps ~10 % short), and
+  :math:`\varepsilon^{-1/5}` taken in float32 (:func:`_inv_fifth_root`); a step counts as
+  finite when the states are;
+- each step's stages are computed once: XLA:CPU gives each output of a kernel its own kernel,
+  and each recomputed every stage it depends on. The new states and their error estimates come
+  out of one kernel, then the new time, step size, states and field out of another: the
+  operands of one variadic reduce (:func:`_one_fusion`). With more than two integrals the
+  stage states are materialised instead (:func:`_materialise`) and only the states packed;
 - summaries come from integrals carried as extra state:
   :math:`\int \mathrm{PL}`, :math:`\int t\,\mathrm{PL}`, :math:`\int n`, :math:`\int t\,n`,
   :math:`\int \phi_k` for each flux, only those the requested summaries need;
@@ -42,6 +47,9 @@ Here instead (DESIGN §2.1):
   :math:`O(h^6)`, stays far below the step's own. Only the states the outputs need are
   scattered, in cm^-3 (PL is computed from the saved n afterwards, densely); a failed point's
   rows are set to NaN in the loop;
+- optionally (``tail_halvings``, on for large sweeps), once every point of the chunk has had a
+  lane, the points left move to half the lanes each time they fit, so that the chunk's tail,
+  where lanes go idle one by one, costs less;
 - several chunks run at once in threads on a CPU (:func:`map_chunks`).
 
 Order the grid by :func:`stiffness_order`, stiffest first (:func:`solve_points` does):
@@ -182,8 +190,8 @@ def _materialise(one, n_keep):
     XLA:CPU fuses elementwise producers into every consumer, so each output of the loop body
     (new state, integrals, field, step size, ...) recomputed the stages. A floating division
     counts as expensive, and expensive producers are not duplicated: the stage states are
-    computed once. Measured (docs/performance.md): ~1.3-1.7x with the integrals of summaries
-    carried; no gain for two bare states, so the engine applies it only with integrals.
+    computed once. Used with more than two integrals, where one kernel for the whole step
+    (:func:`_one_fusion`) ran slower (docs/performance.md).
     """
     return lambda k: tuple(x / one if j < n_keep else x for j, x in enumerate(k))
 
@@ -528,8 +536,8 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
         one = first / first
         # measured (docs/performance.md, 2 workers): up to 2 integrals, the whole step fits one
         # kernel (bench summaries 1.8x, curves 1.1-1.2x); with more, that kernel ran slower
-        # than materialising the stage states and packing only the states (default sweep,
-        # 7 integrals: 1.25x over neither)
+        # (default sweep, 7 integrals: 0.7x) than materialising the stage states and packing
+        # only the states (1.27x over materialising alone; 4 integrals: 1.8x)
         many = len(integrands) > 2
         keep = _materialise(one, n_state) if many else (lambda k: k)
         n_pack = n_state if many else n_state + len(integrands)
