@@ -17,8 +17,9 @@ subsample, and ``peak_rss_mb`` (the resident set sampled while the row ran). The
 - ``diffrax_naive``: ``jit(vmap(diffeqsolve(Tsit5, PIDController(1e-6), SaveAt(ts=1000 points))))``
   on unsorted chunks; summaries from the saved PL curve (trapezoid rule), the naive way.
 - ``jaxsim``: :func:`jaxsim.engine.chunk_solver`, sorted chunks, several at once on a CPU
-  (:func:`jaxsim.engine.map_chunks`), as a large sweep runs them (with the chunks' tails
-  moved to fewer lanes, ``tail_halvings=2``); one row per engine dtype
+  (:func:`jaxsim.engine.map_chunks`), as a large sweep runs them (on a CPU with the chunks'
+  tails moved to fewer lanes, :func:`jaxsim.engine.default_tail_halvings`); one row per
+  engine dtype
   (``float64`` and ``float32`` by default; the baselines always run in float64). The ratios
   are ``{output}_{dtype}_vs_{baseline}``.
 
@@ -50,9 +51,6 @@ RTOL = 1e-6
 #: the engine's tolerance: global error grows to ~5x rtol over the window, and PL ~ n^2 doubles
 #: it, so rtol 1e-6 gives max errors of ~1e-5 on curves; 2e-7 keeps them below (~15 % more steps)
 ENGINE_RTOL = 2e-7
-#: the engine rows run as a large sweep runs them (jaxsim.sweep.TAIL_FROM_CHUNKS chunks or
-#: more): with the chunk's tail moved to fewer lanes (compile_s includes the extra loops)
-ENGINE_TAIL = 2
 #: every row is timed over its points at least this many times, and for at least
 #: ``BenchSizes.min_timed_s`` seconds in all, and reports the fastest pass: on a shared machine
 #: single passes of the same computation differed by up to 1.8x, and a 0.2 s pass is easily
@@ -344,7 +342,12 @@ def run_jaxsim(points, kind, chunk, ref_points, dtype="float64", workers=None, m
 
     from jaxsim.engine import default_workers, map_chunks, pad_chunk, stiffness_order
 
-    f = engine_fn(kind, dtype, tail_halvings=ENGINE_TAIL)
+    # as a large sweep runs it (jaxsim.engine.TAIL_FROM_CHUNKS chunks or more): on a CPU with
+    # the chunks' tails moved to fewer lanes (compile_s includes the extra loops)
+    from jaxsim.engine import TAIL_FROM_CHUNKS, default_tail_halvings
+
+    tail = default_tail_halvings(TAIL_FROM_CHUNKS)
+    f = engine_fn(kind, dtype, tail_halvings=tail)
     workers = default_workers() if workers is None else workers
     keys = SUMMARY_NAMES if kind == "summary" else ("curve_n", "curve_pl")
     n = len(points["A"])
@@ -385,7 +388,7 @@ def run_jaxsim(points, kind, chunk, ref_points, dtype="float64", workers=None, m
     return dict(points_per_s=n / el, compile_s=max(t_first - t_again, 0.0), max_rel_err=err,
                 peak_rss_mb=mem.peak_mb, points=n, failed=int(np.sum(status != 0)),
                 mean_steps=float(np.mean(steps)), dtype=dtype, workers=workers,
-                tail_halvings=ENGINE_TAIL)
+                tail_halvings=tail)
 
 
 def memory_check(sizes: BenchSizes) -> list[dict]:

@@ -83,6 +83,8 @@ DEFAULT_WINDOW = 16
 FAILED_ROWS = 2
 #: fewest lanes a chunk's tail is moved to (``chunk_solver(tail_halvings=...)``)
 TAIL_MIN_LANES = 256
+#: runs of at least this many chunks use tail compaction (:func:`default_tail_halvings`)
+TAIL_FROM_CHUNKS = 256
 #: key of the per-point reference density among the lanes' coefficients
 NREF = "_n_ref"
 #: default grid (points on [0, t1]) of curve-based summaries when no ``curve_ts`` is given
@@ -93,6 +95,15 @@ def default_block() -> int:
     """Steps between two refills of finished lanes: a finished lane idles for half of it on
     average, and each refill (results written, new points started) costs about one step."""
     return 8
+
+
+def default_tail_halvings(n_chunks: int) -> int:
+    """``tail_halvings`` for a run of ``n_chunks`` chunks: 2 on a CPU from
+    :data:`TAIL_FROM_CHUNKS` chunks on, else 0. Each halving compiles the loop once more
+    (~0.7 s on a CPU) and saves ~10-30 % of each chunk (measured on the bench grid: the
+    stiffest chunk's kernels 52.7 -> 37-43 ms on one thread); the default sweep's 86 chunks
+    ran slower with it (compile). Not measured on a GPU, so off there."""
+    return 2 if jax.default_backend() == "cpu" and n_chunks >= TAIL_FROM_CHUNKS else 0
 
 
 def default_lanes() -> int:
@@ -316,8 +327,8 @@ def chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_vars=("pl",),
             half the lanes whenever they fit, up to this many times (not below
             :data:`TAIL_MIN_LANES` lanes): the chunk's tail, where lanes go idle one by one,
             then costs about half per halving. Each halving compiles the loop once more
-            (~0.7 s on a CPU), so it pays on large sweeps (:func:`jaxsim.sweep.run_sweep`
-            turns it on from :data:`jaxsim.sweep.TAIL_FROM_CHUNKS` chunks).
+            (~0.7 s on a CPU), so it pays on large sweeps (:func:`default_tail_halvings`,
+            which :func:`jaxsim.sweep.run_sweep` uses).
         summary_ts: grid of the curve summaries when no ``curve_ts`` is given.
         diffusion_coefficient: D_c in cm^2 s^-1 of ``diffusion_length``.
 
@@ -987,4 +998,4 @@ def solve_points(f, values: dict, chunk_size: int, *, sort: bool = True,
 
 
 __all__ = ["chunk_solver", "stiffness_order", "pad_chunk", "solve_points", "map_chunks",
-           "default_workers", "CURVE_VARS"]
+           "default_workers", "default_tail_halvings", "CURVE_VARS"]

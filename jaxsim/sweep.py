@@ -120,11 +120,6 @@ def computation_order(spec: SweepSpec) -> np.ndarray | None:
 # -- the chunk function ------------------------------------------------------------------------
 
 
-#: sweeps that run at least this many chunks (in this process) use the engine's tail
-#: compaction (``chunk_solver(tail_halvings=2)``): ~1.1x per chunk for ~1.5 s more compile
-TAIL_FROM_CHUNKS = 256
-
-
 def chunk_function(spec: SweepSpec, tail_halvings: int = 0):
     """``f(values: dict[name, (C,)]) -> dict[str, array]`` for this spec (engine + sensitivities).
 
@@ -133,7 +128,7 @@ def chunk_function(spec: SweepSpec, tail_halvings: int = 0):
     ``carrier_accumulation_percent``, with the solver of :func:`period_solver`.
 
     ``tail_halvings``: see :func:`jaxsim.engine.chunk_solver` (run_sweep sets it for large
-    sweeps, :data:`TAIL_FROM_CHUNKS`). Cached on what the numbers depend on, so repeated runs
+    sweeps: :func:`jaxsim.engine.default_tail_halvings`). Cached on what the numbers depend on, so repeated runs
     in one process compile once.
     """
     return _chunk_function(spec.replace(chunk_size=1, order_by_stiffness=False, name="",
@@ -307,8 +302,9 @@ def run_sweep(spec: SweepSpec, out, *, overwrite: bool = False, limit_points: in
 
     chunks_run = points_run = failed = 0
     if todo:
-        f = chunk_fn or chunk_function(
-            spec, tail_halvings=2 if len(todo) >= TAIL_FROM_CHUNKS else 0)
+        from jaxsim.engine import default_tail_halvings
+
+        f = chunk_fn or chunk_function(spec, tail_halvings=default_tail_halvings(len(todo)))
         g, n_dev = shard_chunk_function(f, devices)
         # each device's share padded to a multiple of 8 lanes: XLA:CPU computes a remainder
         # that does not fill a vector register with scalar code, whose rounding (FMA) differs,

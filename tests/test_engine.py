@@ -338,3 +338,10 @@ def test_tail_halvings_same_results():
         np.testing.assert_array_equal(np.asarray(tail[k]), np.asarray(plain[k]), err_msg=k)
     with pytest.raises(ParameterError, match="tail_halvings"):
         chunk_solver("trap_detrap", t1=T1, tail_halvings=-1)
+
+
+def test_default_tail_halvings():
+    from jaxsim.engine import TAIL_FROM_CHUNKS, default_tail_halvings
+
+    assert default_tail_halvings(TAIL_FROM_CHUNKS - 1) == 0
+    assert default_tail_halvings(TAIL_FROM_CHUNKS) == (2 if jax.default_backend() == "cpu" else 0)
