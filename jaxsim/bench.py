@@ -8,9 +8,11 @@ way of solving and each output kind:
 - ``curves``: n(t) and PL(t) on 1000 evenly spaced times;
 
 it reports points/s (steady state, compile excluded, the fastest of ``REPEATS`` or more passes
-filling ``BenchSizes.min_timed_s`` seconds),
-``compile_s``, ``max_rel_err`` against a float64 SciPy Radau solve (rtol 1e-11) on a
-subsample, and ``peak_rss_mb`` (the resident set sampled while the row ran). The ways of solving:
+filling ``BenchSizes.min_timed_s`` seconds; the passes of one output kind's rows run in turns,
+so that a change of load on a shared machine hits them alike), ``compile_s``, ``max_rel_err``
+against a float64 SciPy Radau solve (rtol 1e-11) on a subsample, and ``peak_rss_mb`` (the
+process's resident set sampled while the row prepared and ran its passes). The ways of
+solving:
 
 - ``scipy``: ``solve_ivp(method="RK45", rtol=1e-6)`` in a Python loop on a subsample
   (extrapolated: points/s is subsample size / time); summaries from two extra integrated states.
@@ -19,9 +21,8 @@ subsample, and ``peak_rss_mb`` (the resident set sampled while the row ran). The
 - ``jaxsim``: :func:`jaxsim.engine.chunk_solver`, sorted chunks, several at once on a CPU
   (:func:`jaxsim.engine.map_chunks`), as a large sweep runs them (on a CPU with the chunks'
   tails moved to fewer lanes, :func:`jaxsim.engine.default_tail_halvings`); one row per
-  engine dtype
-  (``float64`` and ``float32`` by default; the baselines always run in float64). The ratios
-  are ``{output}_{dtype}_vs_{baseline}``.
+  engine dtype (``float64`` and ``float32`` by default; the baselines always run in float64).
+  The ratios are ``{output}_{dtype}_vs_{baseline}``.
 
 Relative error of a summary is :math:`|x - x_\mathrm{ref}| / |x_\mathrm{ref}|`; of a curve
 :math:`\max_t |y - y_\mathrm{ref}| / (|y_\mathrm{ref}| + f\max_t |y_\mathrm{ref}|)` with
@@ -56,14 +57,6 @@ ENGINE_RTOL = 2e-7
 #: single passes of the same computation differed by up to 1.8x, and a 0.2 s pass is easily
 #: hit whole by another tenant
 REPEATS = 3
-
-
-def _passes(min_s: float):
-    """Pass numbers of a timed row: REPEATS at least, more until ``min_s`` have passed."""
-    start, k = time.perf_counter(), 0
-    while k < REPEATS or time.perf_counter() - start < min_s:
-        yield k
-        k += 1
 
 
 @dataclass(frozen=True)
@@ -223,24 +216,58 @@ def rel_err(rows: list[dict] | dict, ref: list[dict], kind: str) -> float:
 
 
 # -- the three ways of solving --------------------------------------------------------------------
+#
+# Each way is a row: ``prepare()`` (compile, warm up), ``one_pass()`` (seconds for all its points,
+# keeping what the error check needs) and ``result(best_s)``. run_benchmark interleaves the
+# passes of the rows of one output kind (a pass of each in turn), so that a change of load on a
+# shared machine hits every row alike and the ratios stay side by side.
 
-def run_scipy(points, ts, kind, ref_points, min_s=0.0):
-    curves = kind == "curves"
-    n = len(points["A"])
-    ts_s = ts / 1e-9
-    with PeakRSS() as mem:
-        el = np.inf
-        for _ in _passes(min_s):
-            t0 = time.perf_counter()
-            res = []
-            for i in range(n):
-                p = {k: v[i] for k, v in points.items()}
-                c, sol = _scipy_one(p, ts_s, "RK45", RTOL, RTOL * 1e-6, curves)
-                res.append(_physical(p, c, sol, curves))
-            el = min(el, time.perf_counter() - t0)
-    err = rel_err(res[:ref_points], _REF_CACHE["ref"], kind)
-    return dict(points_per_s=n / el, compile_s=0.0, max_rel_err=err, peak_rss_mb=mem.peak_mb,
-                points=n)
+class _Row:
+    points: int
+
+    def __init__(self):
+        self.peak_mb = 0.0
+        self.compile_s = 0.0
+
+    def tracked(self, fn):
+        with PeakRSS() as mem:
+            out = fn()
+        self.peak_mb = max(self.peak_mb, mem.peak_mb)
+        return out
+
+    def prepare(self):
+        pass
+
+    def one_pass(self) -> float:
+        raise NotImplementedError
+
+    def result(self, best_s: float) -> dict:
+        raise NotImplementedError
+
+
+class _ScipyRow(_Row):
+    def __init__(self, points, ts, kind, ref_points):
+        super().__init__()
+        self.pts, self.kind, self.ref_points = points, kind, ref_points
+        self.ts_s = ts / 1e-9
+        self.points = len(points["A"])
+
+    def one_pass(self):
+        curves = self.kind == "curves"
+        t0 = time.perf_counter()
+        res = []
+        for i in range(self.points):
+            p = {k: v[i] for k, v in self.pts.items()}
+            c, sol = _scipy_one(p, self.ts_s, "RK45", RTOL, RTOL * 1e-6, curves)
+            res.append(_physical(p, c, sol, curves))
+        el = time.perf_counter() - t0
+        self.res = res[:self.ref_points]
+        return el
+
+    def result(self, best_s):
+        err = rel_err(self.res, _REF_CACHE["ref"], self.kind)
+        return dict(points_per_s=self.points / best_s, compile_s=0.0, max_rel_err=err,
+                    peak_rss_mb=self.peak_mb, points=self.points)
 
 
 def _naive_fn(chunk: int):
@@ -275,49 +302,51 @@ def _naive_fn(chunk: int):
     return jax.jit(jax.vmap(one))
 
 
-def _timed_chunks(fn, points, chunk, keys, keep, min_s=0.0):
-    """(compile_s, steady seconds, outputs) of ``fn`` over ``points`` in chunks of ``chunk``."""
-    import jax
+class _NaiveRow(_Row):
+    """The naive vmap over the points in grid order, in chunks of ``chunk`` (the last padded)."""
 
-    from jaxsim.engine import pad_chunk
+    def __init__(self, points, kind, chunk, ref_points):
+        super().__init__()
+        from jaxsim.engine import pad_chunk
 
-    n = len(points["A"])
-    first, m = pad_chunk({k: v[:chunk] for k, v in points.items()}, chunk)
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(first))
-    t_first = time.perf_counter() - t0
-    el = np.inf
-    for _ in _passes(min_s):
+        self.kind, self.ref_points = kind, ref_points
+        self.keys = SUMMARY_NAMES if kind == "summary" else ("curve_n", "curve_pl")
+        self.points = len(points["A"])
+        self.chunks = [(start, *pad_chunk({k: v[start:start + chunk] for k, v in points.items()},
+                                          chunk)) for start in range(0, self.points, chunk)]
+        fn_ = _naive_fn(chunk)
+        self.fn = lambda c: fn_(c["A"], c["D"], c["K1"], c["n0"])
+
+    def prepare(self):
+        import jax
+
+        first = self.chunks[0][1]
+        t0 = time.perf_counter()
+        jax.block_until_ready(self.fn(first))
+        t_first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        jax.block_until_ready(self.fn(first))
+        self.compile_s = max(t_first - (time.perf_counter() - t0), 0.0)
+
+    def one_pass(self):
+        import jax
+
         outs = {}
         t0 = time.perf_counter()
-        t_chunk0 = None
-        for start in range(0, n, chunk):
-            c, m = pad_chunk({k: v[start:start + chunk] for k, v in points.items()}, chunk)
-            ts0 = time.perf_counter()
-            r = jax.block_until_ready(fn(c))
-            if t_chunk0 is None:
-                t_chunk0 = time.perf_counter() - ts0
-            # only the error subsample (the first `keep` points) is kept, as for the engine
-            take = max(0, min(m, keep - start))
-            for k in keys:
+        for start, c, m in self.chunks:
+            r = jax.block_until_ready(self.fn(c))
+            # only the error subsample (the first ref_points points) is kept, as for the engine
+            take = max(0, min(m, self.ref_points - start))
+            for k in self.keys:
                 outs.setdefault(k, []).append(np.array(np.asarray(r[k])[:take]))
-        el = min(el, time.perf_counter() - t0)
-    return max(t_first - t_chunk0, 0.0), el, {k: np.concatenate(v) for k, v in outs.items()}
+        el = time.perf_counter() - t0
+        self.outs = {k: np.concatenate(v) for k, v in outs.items()}
+        return el
 
-
-def run_naive(points, kind, chunk, ref_points, min_s=0.0):
-    fn_ = _naive_fn(chunk)
-
-    def fn(c):
-        return fn_(c["A"], c["D"], c["K1"], c["n0"])
-
-    keys = SUMMARY_NAMES if kind == "summary" else ("curve_n", "curve_pl")
-    with PeakRSS() as mem:
-        comp, el, outs = _timed_chunks(fn, points, chunk, keys, ref_points, min_s)
-    n = len(points["A"])
-    err = rel_err(outs, _REF_CACHE["ref"], kind)
-    return dict(points_per_s=n / el, compile_s=comp, max_rel_err=err, peak_rss_mb=mem.peak_mb,
-                points=n)
+    def result(self, best_s):
+        err = rel_err(self.outs, _REF_CACHE["ref"], self.kind)
+        return dict(points_per_s=self.points / best_s, compile_s=self.compile_s,
+                    max_rel_err=err, peak_rss_mb=self.peak_mb, points=self.points)
 
 
 def engine_fn(kind: str, dtype: str = "float64", rtol: float = ENGINE_RTOL, lanes=None,
@@ -333,62 +362,101 @@ def engine_fn(kind: str, dtype: str = "float64", rtol: float = ENGINE_RTOL, lane
                         config=cfg, lanes=lanes, tail_halvings=tail_halvings)
 
 
-def run_jaxsim(points, kind, chunk, ref_points, dtype="float64", workers=None, min_s=0.0):
+class _JaxsimRow(_Row):
     """The engine as a sweep drives it: points sorted by stiffness (stiffest first), chunks of
     ``chunk`` (the last padded), ``workers`` chunks at once (:func:`jaxsim.engine.map_chunks`),
     each chunk's outputs fetched to host memory as it finishes and dropped once the error
-    subsample's rows are copied out."""
-    import jax
+    subsample's rows are copied out; as a large sweep runs it (jaxsim.engine.TAIL_FROM_CHUNKS
+    chunks or more): on a CPU with the chunks' tails moved to fewer lanes (compile_s includes
+    the extra loops)."""
 
-    from jaxsim.engine import default_workers, map_chunks, pad_chunk, stiffness_order
+    def __init__(self, points, kind, chunk, ref_points, dtype="float64", workers=None):
+        super().__init__()
+        from jaxsim.engine import (TAIL_FROM_CHUNKS, default_tail_halvings, default_workers,
+                                   pad_chunk, stiffness_order)
 
-    # as a large sweep runs it (jaxsim.engine.TAIL_FROM_CHUNKS chunks or more): on a CPU with
-    # the chunks' tails moved to fewer lanes (compile_s includes the extra loops)
-    from jaxsim.engine import TAIL_FROM_CHUNKS, default_tail_halvings
+        self.kind, self.ref_points, self.dtype = kind, ref_points, dtype
+        self.tail = default_tail_halvings(TAIL_FROM_CHUNKS)
+        self.f = engine_fn(kind, dtype, tail_halvings=self.tail)
+        self.workers = default_workers() if workers is None else workers
+        self.keys = SUMMARY_NAMES if kind == "summary" else ("curve_n", "curve_pl")
+        self.points = n = len(points["A"])
+        order = stiffness_order(self.f.model, points)[::-1]
+        self.items = []
+        for start in range(0, n, chunk):
+            idx = order[start:start + chunk]
+            c, m = pad_chunk({k: v[idx] for k, v in points.items()}, chunk)
+            self.items.append(((idx, m), c))
 
-    tail = default_tail_halvings(TAIL_FROM_CHUNKS)
-    f = engine_fn(kind, dtype, tail_halvings=tail)
-    workers = default_workers() if workers is None else workers
-    keys = SUMMARY_NAMES if kind == "summary" else ("curve_n", "curve_pl")
-    n = len(points["A"])
-    order = stiffness_order(f.model, points)[::-1]
-    with PeakRSS() as mem:
-        first, _ = pad_chunk({k: v[order[:chunk]] for k, v in points.items()}, chunk)
+    def prepare(self):
+        import jax
+
+        first = self.items[0][1]
         t0 = time.perf_counter()
-        jax.block_until_ready(f(first))
+        jax.block_until_ready(self.f(first))
         t_first = time.perf_counter() - t0
         t0 = time.perf_counter()
-        jax.block_until_ready(f(first))
-        t_again = time.perf_counter() - t0
+        jax.block_until_ready(self.f(first))
+        self.compile_s = max(t_first - (time.perf_counter() - t0), 0.0)
 
-        def items():
-            for start in range(0, n, chunk):
-                idx = order[start:start + chunk]
-                c, m = pad_chunk({k: v[idx] for k, v in points.items()}, chunk)
-                yield (idx, m), c
+    def one_pass(self):
+        from jaxsim.engine import map_chunks
 
-        el = np.inf
-        for _ in _passes(min_s):
-            t0 = time.perf_counter()
-            # as a sweep does (it writes each chunk and lets it go), only what is checked is
-            # kept: the error subsample (the grid's first ref_points points), status, steps;
-            # holding every chunk's curves had cost page faults and 1.6 GB
-            kept = []
-            for (idx, m), out in map_chunks(f, items(), workers):
-                sel = np.flatnonzero(idx[:m] < ref_points)
-                kept.append((idx[:m][sel], {k: np.array(out[k][sel]) for k in keys},
-                             np.array(out["status"][:m]), np.array(out["num_steps"][:m])))
-                del out
-            el = min(el, time.perf_counter() - t0)
-    got = np.concatenate([i for i, _, _, _ in kept])
-    sub = {k: np.concatenate([o[k] for _, o, _, _ in kept])[np.argsort(got)] for k in keys}
-    status = np.concatenate([s_ for _, _, s_, _ in kept])
-    steps = np.concatenate([s_ for _, _, _, s_ in kept])
-    err = rel_err(sub, _REF_CACHE["ref"], kind)
-    return dict(points_per_s=n / el, compile_s=max(t_first - t_again, 0.0), max_rel_err=err,
-                peak_rss_mb=mem.peak_mb, points=n, failed=int(np.sum(status != 0)),
-                mean_steps=float(np.mean(steps)), dtype=dtype, workers=workers,
-                tail_halvings=tail)
+        t0 = time.perf_counter()
+        # as a sweep does (it writes each chunk and lets it go), only what is checked is kept:
+        # the error subsample (the grid's first ref_points points), status, steps; holding
+        # every chunk's curves had cost page faults and 1.6 GB
+        kept = []
+        for (idx, m), out in map_chunks(self.f, self.items, self.workers):
+            sel = np.flatnonzero(idx[:m] < self.ref_points)
+            kept.append((idx[:m][sel], {k: np.array(out[k][sel]) for k in self.keys},
+                         np.array(out["status"][:m]), np.array(out["num_steps"][:m])))
+            del out
+        el = time.perf_counter() - t0
+        self.kept = kept
+        return el
+
+    def result(self, best_s):
+        kept = self.kept
+        got = np.concatenate([i for i, _, _, _ in kept])
+        sub = {k: np.concatenate([o[k] for _, o, _, _ in kept])[np.argsort(got)]
+               for k in self.keys}
+        status = np.concatenate([s_ for _, _, s_, _ in kept])
+        steps = np.concatenate([s_ for _, _, _, s_ in kept])
+        err = rel_err(sub, _REF_CACHE["ref"], self.kind)
+        return dict(points_per_s=self.points / best_s, compile_s=self.compile_s,
+                    max_rel_err=err, peak_rss_mb=self.peak_mb, points=self.points,
+                    failed=int(np.sum(status != 0)), mean_steps=float(np.mean(steps)),
+                    dtype=self.dtype, workers=self.workers, tail_halvings=self.tail)
+
+
+def _time_rows(rows: list, min_s: float) -> list[dict]:
+    """Prepare every row, then time them in turns (one pass of each row per round) until each
+    has had REPEATS passes and ``min_s`` seconds; each reports its fastest pass."""
+    for row in rows:
+        row.tracked(row.prepare)
+    best = [np.inf] * len(rows)
+    spent = [0.0] * len(rows)
+    k = 0
+    while k < REPEATS or min(spent) < min_s:
+        for i, row in enumerate(rows):
+            if k < REPEATS or spent[i] < min_s:
+                el = row.tracked(row.one_pass)
+                best[i], spent[i] = min(best[i], el), spent[i] + el
+        k += 1
+    return [row.result(b) for row, b in zip(rows, best)]
+
+
+def run_scipy(points, ts, kind, ref_points, min_s=0.0):
+    return _time_rows([_ScipyRow(points, ts, kind, ref_points)], min_s)[0]
+
+
+def run_naive(points, kind, chunk, ref_points, min_s=0.0):
+    return _time_rows([_NaiveRow(points, kind, chunk, ref_points)], min_s)[0]
+
+
+def run_jaxsim(points, kind, chunk, ref_points, dtype="float64", workers=None, min_s=0.0):
+    return _time_rows([_JaxsimRow(points, kind, chunk, ref_points, dtype, workers)], min_s)[0]
 
 
 def memory_check(sizes: BenchSizes) -> list[dict]:
@@ -452,21 +520,25 @@ def run_benchmark(quick: bool = True, sizes: BenchSizes | None = None, *, seed: 
     results = []
     for kind in ("summary", "curves"):
         runs = [("scipy", None), ("diffrax_naive", None)] + [("jaxsim", d) for d in dtypes]
+        log(f"{kind}: " + ", ".join(f"{n}{' ' + d if d else ''}" for n, d in runs)
+            + " (passes in turns) ...")
+        rows = []
         for name, dt in runs:
-            log(f"{name}{' ' + dt if dt else ''} / {kind} ...")
             if name == "scipy":
-                r = run_scipy(take(max(sizes.scipy, sizes.reference)), ts, kind,
-                              sizes.reference, min_s=sizes.min_timed_s)
+                rows.append(_ScipyRow(take(max(sizes.scipy, sizes.reference)), ts, kind,
+                                      sizes.reference))
             elif name == "diffrax_naive":
-                r = run_naive(take(max(sizes.naive, sizes.reference)), kind, sizes.naive_chunk,
-                              sizes.reference, min_s=sizes.min_timed_s)
+                rows.append(_NaiveRow(take(max(sizes.naive, sizes.reference)), kind,
+                                      sizes.naive_chunk, sizes.reference))
             else:
-                r = run_jaxsim(take(max(sizes.jaxsim, sizes.reference)), kind, sizes.chunk,
-                               sizes.reference, dt, min_s=sizes.min_timed_s)
+                rows.append(_JaxsimRow(take(max(sizes.jaxsim, sizes.reference)), kind,
+                                       sizes.chunk, sizes.reference, dt))
+        for (name, dt), r in zip(runs, _time_rows(rows, sizes.min_timed_s)):
             r.setdefault("dtype", "float64")
             results.append({"name": name, "output": kind, **r})
-            log(f"    {r['points_per_s']:.4g} points/s, compile {r['compile_s']:.1f} s, "
-                f"max rel err {r['max_rel_err']:.2e}, peak RSS {r['peak_rss_mb']:.0f} MB")
+            log(f"    {name}{' ' + dt if dt else ''}: {r['points_per_s']:.4g} points/s, "
+                f"compile {r['compile_s']:.1f} s, max rel err {r['max_rel_err']:.2e}, "
+                f"peak RSS {r['peak_rss_mb']:.0f} MB")
     # the fitting rows take over 2 minutes of their own on 2 cores (measured: 2 min 45 s wall,
     # 70 s CPU for fit_benchmark_rows(True)), so ``--quick`` leaves them out (it must finish
     # in under 2 minutes); fit_rows="always" runs them anyway
