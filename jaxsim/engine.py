@@ -25,8 +25,8 @@ Here instead (DESIGN §2.1):
   float32 at rtol 2e-7 that noise had held the steps ~10 % short), and
   :math:`\varepsilon^{-1/5}` taken in float32 (:func:`_inv_fifth_root`); a step counts as
   finite when the states are;
-- each step's stages are computed once: XLA:CPU gives each output of a kernel its own kernel,
-  and each recomputed every stage it depends on. The new states and their error estimates come
+- each step's stages are computed once: XLA:CPU compiles each output of the loop body into
+  its own kernel, and each kernel recomputed every stage its output depends on. The new states and their error estimates come
   out of one kernel, then the new time, step size, states and field out of another: the
   operands of one variadic reduce (:func:`_one_fusion`). With more than two integrals the
   stage states are materialised instead (:func:`_materialise`) and only the states packed;
