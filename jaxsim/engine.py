@@ -179,8 +179,9 @@ def _inv_fifth_root(x):
 
 
 def _one_fusion(xs):
-    """``xs`` unchanged, computed in one XLA kernel: the outputs of a variadic reduce over a
-    leading axis of 2 (each value, then 0).
+    """``xs`` unchanged (but -0.0 becomes +0.0), computed in one XLA kernel: the outputs of a
+    variadic reduce over a leading axis of 2 (each value, then 0). All of ``xs`` must have one
+    shape.
 
     XLA:CPU fuses one output per kernel, so each output of a step (new time, step size,
     states, field) recomputed every stage it depends on; a reduce with several operands is
@@ -755,7 +756,7 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
         steps0 = jnp.zeros((npts,), jnp.int32)
         outs0 = tuple(jnp.full((npts * n_ts,), jnp.nan, dtype)
                       for _ in saved_states) if save else ()
-        max_blocks = npts * (max_steps // nblock + 2)
+        max_blocks = min(npts * (max_steps // nblock + 2), np.iinfo(np.int32).max)
         def logs_for(n_l):
             return ((jnp.zeros((n_l, nblock + 1, 1 + 3 * len(saved_states)), dtype),
                      jnp.zeros((n_l, nblock + 1), jnp.int32)) if save else ())

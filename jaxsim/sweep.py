@@ -304,7 +304,10 @@ def run_sweep(spec: SweepSpec, out, *, overwrite: bool = False, limit_points: in
     if todo:
         from jaxsim.engine import default_tail_halvings
 
-        f = chunk_fn or chunk_function(spec, tail_halvings=default_tail_halvings(len(todo)))
+        # chunks this call will run (whole chunks up to limit_points)
+        n_run = len(todo) if limit_points is None else min(
+            len(todo), -(-limit_points // max(spec.chunk_size, 1)))
+        f = chunk_fn or chunk_function(spec, tail_halvings=default_tail_halvings(n_run))
         g, n_dev = shard_chunk_function(f, devices)
         # each device's share padded to a multiple of 8 lanes: XLA:CPU computes a remainder
         # that does not fill a vector register with scalar code, whose rounding (FMA) differs,

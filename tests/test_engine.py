@@ -324,13 +324,13 @@ def test_float32_rejects_unresolvable_grid():
 
 def test_tail_halvings_same_results():
     """Moving a chunk's last points to fewer lanes changes no number: each point's steps are
-    elementwise, whichever lane holds it (1024 points on 512 lanes, tails on 256)."""
-    pts = grid(1024, seed=11)
+    elementwise, whichever lane holds it (2048 points on 1024 lanes, tails on 512 then 256)."""
+    pts = grid(2048, seed=11)
     ts = np.linspace(0.0, T1, 40)
     order = stiffness_order("trap_detrap", pts)[::-1]
     pts = {k: v[order] for k, v in pts.items()}
     kw = dict(t1=T1, summaries=("tau_mean_pl", "plqy"), curve_ts=ts, curve_vars=("n", "pl"),
-              config=CFG, lanes=512)
+              config=CFG, lanes=1024)
     plain = chunk_solver("trap_detrap", **kw)(pts)
     tail = chunk_solver("trap_detrap", tail_halvings=2, **kw)(pts)
     assert np.all(np.asarray(plain["status"]) == 0)
