@@ -222,6 +222,18 @@ def rel_err(rows: list[dict] | dict, ref: list[dict], kind: str) -> float:
 # passes of the rows of one output kind (a pass of each in turn), so that a change of load on a
 # shared machine hits every row alike and the ratios stay side by side.
 
+def _compile_seconds(fn, chunk) -> float:
+    """Compile time of ``fn``: its first call on ``chunk`` less a second, compiled one."""
+    import jax
+
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(chunk))
+    t_first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(chunk))
+    return max(t_first - (time.perf_counter() - t0), 0.0)
+
+
 class _Row:
     points: int
 
@@ -318,15 +330,7 @@ class _NaiveRow(_Row):
         self.fn = lambda c: fn_(c["A"], c["D"], c["K1"], c["n0"])
 
     def prepare(self):
-        import jax
-
-        first = self.chunks[0][1]
-        t0 = time.perf_counter()
-        jax.block_until_ready(self.fn(first))
-        t_first = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        jax.block_until_ready(self.fn(first))
-        self.compile_s = max(t_first - (time.perf_counter() - t0), 0.0)
+        self.compile_s = _compile_seconds(self.fn, self.chunks[0][1])
 
     def one_pass(self):
         import jax
@@ -389,15 +393,7 @@ class _JaxsimRow(_Row):
             self.items.append(((idx, m), c))
 
     def prepare(self):
-        import jax
-
-        first = self.items[0][1]
-        t0 = time.perf_counter()
-        jax.block_until_ready(self.f(first))
-        t_first = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        jax.block_until_ready(self.f(first))
-        self.compile_s = max(t_first - (time.perf_counter() - t0), 0.0)
+        self.compile_s = _compile_seconds(self.f, self.items[0][1])
 
     def one_pass(self):
         from jaxsim.engine import map_chunks
