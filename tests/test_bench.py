@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from jaxsim import bench
+from jaxsim.bench import engine as bench
 
 
 @pytest.fixture(scope="module")

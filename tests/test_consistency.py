@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 import jaxsim
-from jaxsim.models import get_model
-from jaxsim.observables import summaries
-from jaxsim.params import ParameterError
-from jaxsim.pulses import steady_state_decay
+from jaxsim.numerics.pulses import steady_state_decay
+from jaxsim.observables.summaries import summaries
+from jaxsim.physics.errors import ParameterError
+from jaxsim.physics.registry import get_model
 
 TS = np.linspace(0.0, 1e-6, 11)
 

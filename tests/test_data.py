@@ -8,8 +8,8 @@ import struct
 import numpy as np
 import pytest
 
-from jaxsim import data as D
-from jaxsim.params import ParameterError
+from jaxsim import io as D
+from jaxsim.physics.errors import ParameterError
 
 SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

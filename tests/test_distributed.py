@@ -11,10 +11,10 @@ import sys
 import numpy as np
 import pytest
 import xarray as xr
-
-from jaxsim.spec import parse_spec
-from jaxsim.sweep import run_sweep
 from tiny_sweep import tiny_spec
+
+from jaxsim.studies.spec import parse_spec
+from jaxsim.studies.sweep import run_sweep
 
 SPEC = tiny_spec(chunk_size=8)
 

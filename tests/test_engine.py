@@ -11,9 +11,14 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import jaxsim  # noqa: F401  (float64)
-from jaxsim.engine import chunk_solver, pad_chunk, solve_points, stiffness_order
-from jaxsim.params import ParameterError
-from jaxsim.solve import SolverConfig
+from jaxsim.numerics.config import SolverConfig
+from jaxsim.numerics.engine import (
+    chunk_solver,
+    pad_chunk,
+    solve_points,
+    stiffness_order,
+)
+from jaxsim.physics.errors import ParameterError
 
 T1 = 2e-6
 CHUNK = 8
@@ -102,7 +107,7 @@ def test_tau_1e_from_curve(out_lin, ref_lin):
     """tau_1e is read off the saved curve by jaxsim.observables (log-linear between samples):
     it equals that rule applied to the Radau curve, and the exact 1/e time (a Radau event) to
     within the grid's resolution (10 ns here, coarse for the fastest decays)."""
-    from jaxsim.observables import tau_1e
+    from jaxsim.observables.lifetimes import tau_1e
 
     on_grid = np.array([float(tau_1e(TS_LIN, r["pl"])) for r in ref_lin])
     assert rel(out_lin["tau_1e_pl"], on_grid) < 1e-5
@@ -244,7 +249,7 @@ def test_b_zero_is_well_defined():
 def test_cw_generation_plqy_and_tau_1e_outside_window():
     """With G > 0 plqy is normalised by n0 + G t1 (as in jaxsim.solve + observables), and a
     decay that stays above 1/e inside the window gives tau_1e = inf with status 0."""
-    from jaxsim.observables import summaries as solve_summaries
+    from jaxsim.observables.summaries import summaries as solve_summaries
 
     values = {"A": np.array([1e5, 1e8]), "D": np.array([0.0, 0.0]), "G": np.array([1e22, 1e23]),
               "n0": np.array([1e16, 1e16])}
@@ -262,7 +267,7 @@ def test_cw_generation_plqy_and_tau_1e_outside_window():
 def test_failed_points_have_nan_curves():
     """Curves of points that stop early are NaN throughout, also when more points fail in one
     block than the engine blanks per block (they wait), and the others are untouched."""
-    from jaxsim.engine import FAILED_ROWS
+    from jaxsim.numerics.engine import FAILED_ROWS
 
     n = 3 * FAILED_ROWS
     pts = grid(n, seed=11)
@@ -341,7 +346,7 @@ def test_tail_halvings_same_results():
 
 
 def test_default_tail_halvings():
-    from jaxsim.engine import TAIL_FROM_CHUNKS, default_tail_halvings
+    from jaxsim.numerics.engine import TAIL_FROM_CHUNKS, default_tail_halvings
 
     assert default_tail_halvings(TAIL_FROM_CHUNKS - 1) == 0
     assert default_tail_halvings(TAIL_FROM_CHUNKS) == (2 if jax.default_backend() == "cpu" else 0)

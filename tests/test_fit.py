@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
-from jaxsim import data as D
-from jaxsim.fit import FitWarning, build_problem, fit, profile_likelihood
-from jaxsim.params import ParameterError
+from jaxsim import io as D
+from jaxsim.physics.errors import ParameterError
+from jaxsim.studies.fit import FitWarning, build_problem, fit, profile_likelihood
 
 SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -248,7 +248,7 @@ def test_grossmann_poisson_global_fit():
 
 @pytest.mark.slow
 def test_autodiff_hessian_matches_finite_difference(synthetic):
-    from jaxsim.fit import _Batched, _finish
+    from jaxsim.studies.fit import _Batched, _finish
 
     ds, _, r = synthetic
     vg = _Batched(r.problem.structure, r.problem.args, STARTS)

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from jaxsim.data import gaussian_irf
-from jaxsim.instrument import make_layout, predict
-from jaxsim.models import get_model
-from jaxsim.solve import SolverConfig
+from jaxsim.numerics.config import SolverConfig
+from jaxsim.physics.registry import get_model
+from jaxsim.studies.decays import gaussian_irf
+from jaxsim.studies.instrument import make_layout, predict
 
 A, B, N0 = 2e7, 1e-10, 3e17
 W = 1e-9  # bin width, s

@@ -5,9 +5,11 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import jaxsim  # noqa: F401  (float64)
-from jaxsim import ions
-from jaxsim.models import get_model
-from jaxsim.params import ParameterError
+from jaxsim.numerics.slow_time import integrate_prescribed
+from jaxsim.physics import ions
+from jaxsim.physics.models.trap_detrap_quench import FAST_MODEL
+from jaxsim.physics.errors import ParameterError
+from jaxsim.physics.registry import get_model
 
 ION = ions.ion_params()
 
@@ -15,7 +17,7 @@ ION = ions.ion_params()
 def test_dark_relaxation_is_exponential_with_tau_ion():
     p = ions.ion_params(n_ion0=6e17, m0=5e16)
     t = np.linspace(0.0, 400.0, 9)
-    x, m = ions.integrate_prescribed(lambda s: 0.0, t, p)
+    x, m = integrate_prescribed(lambda s: 0.0, t, p)
     np.testing.assert_allclose(x, 6e17 * np.exp(-t / p["tau_ion"]), rtol=1e-12)
     np.testing.assert_allclose(m, 5e16 * np.exp(-t / p["tau_mob"]), rtol=1e-12, atol=1e-300)
 
@@ -27,7 +29,7 @@ def test_constant_drive_reaches_analytic_steady_state(P):
     assert abs(float(dx)) < 1e-12 * x_star / ION["tau_ion"]
     assert abs(float(dm)) <= 1e-12 * max(m_star, 1.0) / ION["tau_mob"]
     t = np.linspace(0.0, 20 * ION["tau_ion"], 41)
-    x, m = ions.integrate_prescribed(lambda s: P, t, ION)
+    x, m = integrate_prescribed(lambda s: P, t, ION)
     np.testing.assert_allclose([x[-1], m[-1]], [x_star, m_star], rtol=1e-6)
     # the reservoir saturates at N_ion, and half-fills at P_half = N_ion / (Y tau_ion)
     assert x_star < ION["N_ion"]
@@ -44,7 +46,7 @@ def test_time_varying_drive_matches_scipy_radau():
         return [float(v) for v in ions.rhs(P(t), y[0], y[1], ION)]
 
     t = np.linspace(0.0, 240.0, 2401)
-    x, m = ions.integrate_prescribed(P, t, ION)
+    x, m = integrate_prescribed(P, t, ION)
     ref = solve_ivp(f, (0.0, 240.0), [0.0, 0.0], method="Radau", t_eval=t[::100], rtol=1e-10,
                     atol=[1e3, 1e2], max_step=1.0)
     assert ref.success
@@ -84,7 +86,7 @@ def test_every_ion_parameter_has_unit_default_and_meaning():
 
 
 def test_quench_model_reduces_to_trap_detrap_and_conserves_carriers():
-    td, tq = get_model("trap_detrap"), ions.FAST_MODEL
+    td, tq = get_model("trap_detrap"), FAST_MODEL
     rng = np.random.default_rng(0)
     vals = dict(A=1e7, B=1e-10, C=1e-28, D=3e6, K1=1e5, n0=1e16, G=1e21)
     c0 = tq.coefficients({**vals, "Q": 0.0}, 1e16)
@@ -102,11 +104,11 @@ def test_quench_model_reduces_to_trap_detrap_and_conserves_carriers():
 
 
 def test_quench_model_solve_matches_scipy_radau():
-    from jaxsim.solve import solve
+    from jaxsim.numerics.reference import solve
 
     vals = dict(A=1e7, B=1e-10, C=1e-28, D=3e6, K1=1e5, n0=1e16, G=0.0, Q=2e6)
     ts = np.linspace(0.0, 2e-6, 41)
-    sol = solve(ions.FAST_MODEL, vals, ts, rtol=1e-9)
+    sol = solve(FAST_MODEL, vals, ts, rtol=1e-9)
 
     def f(t, y):
         n, nd = y

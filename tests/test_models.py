@@ -6,9 +6,12 @@ import jax
 import numpy as np
 import pytest
 
-from jaxsim.models import MODELS, get_model, pl_scale
-from jaxsim.params import ParameterError, Params, make_params
-from jaxsim.solve import SolverConfig, check_times, solve
+from jaxsim.numerics.config import SolverConfig
+from jaxsim.numerics.reference import check_times, solve
+from jaxsim.physics.errors import ParameterError
+from jaxsim.physics.model import pl_scale
+from jaxsim.physics.parameters import Params, make_params
+from jaxsim.physics.registry import get_model, models
 
 RNG = np.random.default_rng(7)
 
@@ -25,6 +28,10 @@ def physical_rhs(name, v, y):
         n, nd = y
         return [v["G"] - v["A"] * n - v["B"] * n**2 - v["C"] * n**3 + v["D"] * nd,
                 v["A"] * n - v["D"] * nd - v["K1"] * nd]
+    if name == "trap_detrap_quench":
+        n, nd = y
+        return [v["G"] - (v["A"] + v["Q"]) * n - v["B"] * n**2 - v["C"] * n**3 + v["D"] * nd,
+                v["A"] * n - v["D"] * nd - v["K1"] * nd]
     if name == "btd":
         ne, nt, nh = y
         p = nh + v["p0"]
@@ -40,6 +47,8 @@ def random_values(model):
         lo, hi = p.fit_lower, p.fit_upper
         if p.name == "G":
             vals[p.name] = float(RNG.uniform(0, 1e22))
+        elif not p.log:
+            vals[p.name] = float(RNG.uniform(lo, hi))
         elif p.name == "D" and model.name == "effective":
             vals[p.name] = 0.0
         else:
@@ -49,7 +58,7 @@ def random_values(model):
     return vals
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", list(models()))
 def test_scaled_vector_field_matches_physical_equations(name):
     model = get_model(name)
     for _ in range(5):
@@ -168,7 +177,7 @@ def test_solve_rejects_mismatched_params_and_missing_times():
 
 
 def test_parameter_table_is_complete():
-    for model in MODELS.values():
+    for model in models().values():
         for p in model.parameters:
             assert p.unit and p.meaning
             assert p.lower <= p.default <= p.upper

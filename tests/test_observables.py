@@ -5,11 +5,16 @@ import pytest
 from scipy.integrate import quad
 from scipy.optimize import curve_fit
 
-from jaxsim.observables import (SUMMARIES, biexp_fit_batch, diffusion_length,
-                                first_moment, recombination_shares, summaries, tau_1e,
-                                window_weights)
-from jaxsim.params import ParameterError
-from jaxsim.solve import solve
+from jaxsim.numerics.reference import solve
+from jaxsim.observables.lifetimes import (
+    biexp_fit_batch,
+    diffusion_length,
+    first_moment,
+    tau_1e,
+    window_weights,
+)
+from jaxsim.observables.summaries import SUMMARIES, recombination_shares, summaries
+from jaxsim.physics.errors import ParameterError
 
 # the shapes of tests/test_solve.py (8 curves x 61 points), so compiled functions are shared
 T = np.linspace(0.0, 500e-9, 61)

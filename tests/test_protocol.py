@@ -14,10 +14,15 @@ import numpy as np
 import pytest
 
 import jaxsim  # noqa: F401  (float64)
-from jaxsim.params import ParameterError
-from jaxsim.protocol import (EV, fast_steady_states, load_protocol, protocol_from_dict,
-                             run_protocol)
-from jaxsim.solve import SolverConfig
+from jaxsim.numerics.config import SolverConfig
+from jaxsim.physics.errors import ParameterError
+from jaxsim.studies.protocol import (
+    EV,
+    fast_steady_states,
+    load_protocol,
+    protocol_from_dict,
+    run_protocol,
+)
 
 SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
 
@@ -114,7 +119,7 @@ def test_periodic_steady_state_balances_carriers_and_energy(runs):
     np.testing.assert_allclose(r.P_ph, absorbed - r.protocol.ions["E_g"] * fast["pl_avg"],
                                rtol=1e-9)
     # the slow states are the ones this P produces (self-consistent to the sweep tolerance)
-    from jaxsim.protocol import _sweep
+    from jaxsim.studies.protocol import _sweep
 
     x, m = _sweep(r.protocol, r.P_ph)
     np.testing.assert_allclose(x, r.n_ion, rtol=1e-3)

@@ -10,10 +10,10 @@ import pytest
 import scipy.linalg
 
 import jaxsim  # noqa: F401  (float64)
-from jaxsim.models import get_model
-from jaxsim.params import ParameterError
-from jaxsim.pulses import brute_force, pears_times, steady_state_decay
-from jaxsim.solve import SolverConfig
+from jaxsim.numerics.config import SolverConfig
+from jaxsim.numerics.pulses import brute_force, pears_times, steady_state_decay
+from jaxsim.physics.errors import ParameterError
+from jaxsim.physics.registry import get_model
 
 CFG = SolverConfig(rtol=1e-8)
 TS = np.array([0, 1, 2, 5, 10, 15, 20, 30, 40, 45, 50]) * 1e-9  # within the shortest period
@@ -189,7 +189,7 @@ def test_float32_high_density_does_not_stall_on_the_first_step():
     import jax
     import jax.numpy as jnp
 
-    from jaxsim.pulses import advance, flow
+    from jaxsim.numerics.pulses import advance, flow
 
     model = get_model("trap_detrap")
     vals = dict(A=1e7, B=1e-10, C=1e-28, D=1e6, K1=1e4, n0=1e20, G=0.0)
@@ -219,7 +219,7 @@ def test_float32_period_jacobian_and_newton():
     import jax.numpy as jnp
     import scipy.linalg
 
-    from jaxsim.pulses import advance_with_jacobian, periodic_state
+    from jaxsim.numerics.pulses import advance_with_jacobian, periodic_state
 
     model = get_model("trap_detrap")
     A, D, K1 = 1e7, 5e6, 1e5

@@ -14,12 +14,21 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from jaxsim.models import get_model
-from jaxsim.params import ParameterError
-from jaxsim.sensitivity import (Range, SensitivitySpec, dominant_parameter, elasticity_name,
-                                run, saltelli_design, sobol_indices, spec_from_dict,
-                                with_elasticities)
-from jaxsim.solve import SolverConfig, solve_scaled
+from jaxsim.numerics.config import SolverConfig
+from jaxsim.numerics.reference import solve_scaled
+from jaxsim.physics.errors import ParameterError
+from jaxsim.physics.registry import get_model
+from jaxsim.studies.sensitivity import (
+    Range,
+    SensitivitySpec,
+    dominant_parameter,
+    elasticity_name,
+    run,
+    saltelli_design,
+    sobol_indices,
+    spec_from_dict,
+    with_elasticities,
+)
 
 T1 = 2e-6
 SUMMARIES = ("tau_mean_pl", "tau_mean_n", "plqy")
@@ -64,7 +73,7 @@ POINTS = dict(A=np.array([1e7, 1e6, 3e5, 1e8, 2e6]), D=np.array([1e6, 1e7, 1e4, 
 @pytest.fixture(scope="module")
 def local():
     """The sweep's path: with_elasticities around the engine's chunk function (float64)."""
-    from jaxsim.engine import chunk_solver
+    from jaxsim.numerics.engine import chunk_solver
 
     fn = chunk_solver("trap_detrap", t1=T1, summaries=SUMMARIES, config=TIGHT)
     g = with_elasticities(fn, WRT, SUMMARIES)
@@ -335,7 +344,7 @@ def test_dominant_parameter_and_maps(tmp_path):
 @pytest.mark.slow
 def test_fit_based_summaries_elasticities_match_central_differences():
     """Curve summaries (two-exponential fit, 1/e time, diffusion length) push forward too."""
-    from jaxsim.engine import chunk_solver
+    from jaxsim.numerics.engine import chunk_solver
 
     summ = ("tau_avg_pl", "tau_1e_pl", "diffusion_length")
     f = chunk_solver("trap_detrap", t1=T1, summaries=summ, config=TIGHT)

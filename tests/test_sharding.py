@@ -13,17 +13,17 @@ import sys
 
 import numpy as np
 import xarray as xr
-
-from jaxsim.spec import parse_spec
-from jaxsim.sweep import run_sweep
 from tiny_sweep import tiny_spec
+
+from jaxsim.studies.spec import parse_spec
+from jaxsim.studies.sweep import run_sweep
 
 SPEC = tiny_spec(chunk_size=10)
 
 CHILD = r"""
 import sys, jax
-from jaxsim.spec import load_spec
-from jaxsim.sweep import run_sweep
+from jaxsim.studies.spec import load_spec
+from jaxsim.studies.sweep import run_sweep
 assert len(jax.local_devices()) == 4, jax.local_devices()
 spec = load_spec(sys.argv[1])
 for chunk, out in ((40, sys.argv[2]), (10, sys.argv[3])):
@@ -70,7 +70,7 @@ def test_shard_function_splits_lanes():
     """With one device the chunk function is used as is; the mesh path needs len % n == 0."""
     import jax
 
-    from jaxsim.sweep import shard_chunk_function
+    from jaxsim.studies.sweep import shard_chunk_function
 
     f = lambda v: {"x": v["a"] * 2}  # noqa: E731
     g, n = shard_chunk_function(f, jax.local_devices()[:1])

@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.integrate import solve_ivp
 
-from jaxsim.models import get_model
-from jaxsim.solve import (STATUS_MESSAGES, SolverConfig, check_times, choose_solver, solve)
+from jaxsim.numerics.config import STATUS_MESSAGES, SolverConfig, choose_solver
+from jaxsim.numerics.reference import check_times, solve
+from jaxsim.physics.registry import get_model
 
 BATCH = 8
 TS = np.concatenate([[0.0], np.logspace(-10, np.log10(2e-6), 60)])

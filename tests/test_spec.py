@@ -4,10 +4,19 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from jaxsim.params import ParameterError
-from jaxsim.spec import SpecError, SweepSpec, Values, from_dict, load_spec, parse_spec, to_toml
+from jaxsim.physics.errors import ParameterError
+from jaxsim.studies.spec import (
+    SpecError,
+    SweepSpec,
+    Values,
+    from_dict,
+    load_spec,
+    parse_spec,
+    to_toml,
+)
 
 BASE = """
 name = "t"
@@ -37,7 +46,7 @@ def test_parse_values_and_grid():
 
 
 def test_grid_values_match_meshgrid():
-    from jaxsim.sweep import grid_values
+    from jaxsim.studies.sweep import grid_values
 
     spec = parse_spec(BASE)
     mesh = np.meshgrid(*[a.array() for a in spec.axes], indexing="ij")
@@ -172,7 +181,7 @@ def test_diffusion_coefficient_field():
 def test_sweep_diffusion_length_uses_the_spec_coefficient(tmp_path):
     import xarray as xr
 
-    from jaxsim.sweep import run_sweep
+    from jaxsim.studies.sweep import run_sweep
 
     text = ('diffusion_coefficient = 2.05\nname = "dc"\nmodel = "abc"\nt1 = 2e-6\n'
             'chunk_size = 4\n[axes]\nA = [1e6, 1e7]\n[observables]\n'

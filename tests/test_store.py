@@ -2,13 +2,19 @@
 spec identity, disk-space check. Chunk outputs here are synthetic functions of the flat grid
 index, so the expected gridded arrays are known independently of any solver."""
 
+import jaxsim.studies.store as store_mod
 import numpy as np
 import pytest
 import xarray as xr
 
-import jaxsim.store as store_mod
-from jaxsim.spec import parse_spec
-from jaxsim.store import StoreError, create_store, finalize, open_store, open_sweep
+from jaxsim.studies.spec import parse_spec
+from jaxsim.studies.store import (
+    StoreError,
+    create_store,
+    finalize,
+    open_store,
+    open_sweep,
+)
 
 SPEC = """
 model = "trap_detrap"

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import xarray as xr
 from scipy.integrate import solve_ivp
+from tiny_sweep import tiny_spec
 
 from jaxsim.cli import main
-from jaxsim.spec import parse_spec
-from jaxsim.sweep import run_sweep
-from tiny_sweep import tiny_spec
+from jaxsim.studies.spec import parse_spec
+from jaxsim.studies.sweep import run_sweep
 
 SPEC = tiny_spec(chunk_size=8)
 VARS = ("tau_mean_pl", "plqy", "status", "num_steps")
@@ -181,8 +181,8 @@ def test_plot_heatmap_and_line(tmp_path, reference, capsys):
 MEMORY_CHILD = r"""
 import resource, sys, time
 import numpy as np
-from jaxsim.spec import SweepSpec
-from jaxsim.sweep import run_sweep
+from jaxsim.studies.spec import SweepSpec
+from jaxsim.studies.sweep import run_sweep
 
 names = ["tau_mean_pl", "tau_mean_n", "plqy", "share_trapping", "share_bimolecular",
          "share_trap_relaxation", "share_remaining"]

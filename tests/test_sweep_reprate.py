@@ -16,11 +16,11 @@ import xarray as xr
 from scipy.integrate import solve_ivp
 
 import jaxsim  # noqa: F401  (float64)
-from jaxsim.models import get_model
-from jaxsim.params import ParameterError
-from jaxsim.pulses import pears_times
-from jaxsim.spec import SpecError, parse_spec
-from jaxsim.sweep import run_sweep
+from jaxsim.numerics.pulses import pears_times
+from jaxsim.physics.errors import ParameterError
+from jaxsim.physics.registry import get_model
+from jaxsim.studies.spec import SpecError, parse_spec
+from jaxsim.studies.sweep import run_sweep
 
 LINEAR = dict(B=1e-20, C=0.0, D=1e6, K1=1e6, n0=1e16)
 FIXED = dict(B=1e-10, C=1e-28, D=1e6, K1=1e6, n0=1e16)
@@ -124,7 +124,7 @@ def test_store_layout_and_status(store):
 
 
 def test_sweep_matches_closed_form(store):
-    from jaxsim.observables import tau_1e
+    from jaxsim.observables.lifetimes import tau_1e
 
     pls = []
     for i, rr in enumerate(RATES):
@@ -175,8 +175,8 @@ def nonlinear(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def direct():
-    from jaxsim.pulses import steady_state_decay
-    from jaxsim.solve import SolverConfig
+    from jaxsim.numerics.config import SolverConfig
+    from jaxsim.numerics.pulses import steady_state_decay
 
     vals = dict(FIXED, A=A_VALUES[None, :])
     return steady_state_decay("trap_detrap", vals, CURVE_TS, RATES[:, None],
@@ -226,8 +226,8 @@ def test_window_summaries_match_radau_from_the_steady_state(nonlinear, direct):
 
 @pytest.mark.slow
 def test_nonlinear_low_rep_rate_equals_single_pulse_engine(nonlinear):
-    from jaxsim.engine import chunk_solver
-    from jaxsim.solve import SolverConfig
+    from jaxsim.numerics.config import SolverConfig
+    from jaxsim.numerics.engine import chunk_solver
 
     f = chunk_solver("trap_detrap", t1=T1, summaries=SUMMARIES, curve_ts=CURVE_TS,
                      curve_vars=("pl", "n_d"), config=SolverConfig(rtol=1e-7), fixed=FIXED)
@@ -298,7 +298,7 @@ def test_rep_rate_fixed_and_other_rules():
 
 
 def test_chunk_function_errors():
-    from jaxsim.pulses import steady_state_chunk_solver
+    from jaxsim.numerics.pulses import steady_state_chunk_solver
 
     f = steady_state_chunk_solver("trap_detrap", t1=T1, summaries=["plqy"], fixed=FIXED)
     with pytest.raises(ParameterError, match="rep_rate is missing"):
@@ -314,14 +314,14 @@ def test_chunk_function_errors():
 
 
 def test_quencher_model_is_registered():
-    from jaxsim.ions import TrapDetrapQuench
+    from jaxsim.physics.models.trap_detrap_quench import TrapDetrapQuench
 
     m = get_model("trap_detrap_quench")
     assert isinstance(m, TrapDetrapQuench) and m.name == "trap_detrap_quench"
     assert get_model("trap_detrap_quench") is m
     spec = parse_spec(SPEC.replace('model = "trap_detrap"', 'model = "trap_detrap_quench"')
                       .replace("n0 = 1e+16", "n0 = 1e+16\nQ = 1e6"))
-    assert spec.model == "trap_detrap_quench" and spec.fixed_dict["Q"] == 1e6
+    assert spec.model is m and spec.fixed_dict["Q"] == 1e6
     with pytest.raises(ParameterError, match="trap_detrap_quench"):
         get_model("no_such_model")
 
@@ -330,8 +330,8 @@ def test_quencher_model_is_registered():
 def test_chunk_function_with_cw_bias_matches_steady_state_decay():
     # G as an input: the first pulse starts from the CW steady state (the chunk function's
     # second periodic state), which carrier accumulation compares against
-    from jaxsim.pulses import steady_state_chunk_solver, steady_state_decay
-    from jaxsim.solve import SolverConfig
+    from jaxsim.numerics.config import SolverConfig
+    from jaxsim.numerics.pulses import steady_state_chunk_solver, steady_state_decay
 
     cfg = SolverConfig(rtol=1e-7)
     g = np.array([0.0, 1e22, 3e23])

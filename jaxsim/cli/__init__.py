@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from jaxsim.params import ParameterError
+from jaxsim.physics.errors import ParameterError
 
 # name -> (module, one-line help); modules are imported lazily so `jaxsim --help` is instant.
 COMMANDS = {

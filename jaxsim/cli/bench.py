@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from jaxsim.bench import engine as bench
+
 EPILOG = """\
 examples:
   jaxsim bench --quick --out bench.json          # about a minute on 2 CPU cores
@@ -41,8 +43,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import os
 
-    from jaxsim import bench
-    from jaxsim.params import ParameterError
+    from jaxsim.physics.errors import ParameterError
 
     out_dir = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(out_dir):

@@ -25,7 +25,7 @@ when it did not (results are still written), 2 on bad input.
 
 
 def _pairs(items, what):
-    from jaxsim.params import ParameterError
+    from jaxsim.physics.errors import ParameterError
 
     out = {}
     for text in items:
@@ -41,7 +41,7 @@ def _pairs(items, what):
 
 
 def _floats(text, what):
-    from jaxsim.params import ParameterError
+    from jaxsim.physics.errors import ParameterError
 
     try:
         return [float(v) for v in text.split(",") if v.strip()]
@@ -95,10 +95,10 @@ def run(args) -> int:
 
     import numpy as np
 
-    from jaxsim import data as D
-    from jaxsim.fit import FitWarning, fit, profile_likelihood, save_json
-    from jaxsim.params import ParameterError
+    from jaxsim import io as D
+    from jaxsim.physics.errors import ParameterError
     from jaxsim.plots.fit import plot_fit
+    from jaxsim.studies.fit import FitWarning, fit, profile_likelihood, save_json
 
     scale = D.time_scale(args.time_unit)
     ds = D.read_decays(args.data, time_unit=args.time_unit, layout=args.layout)

@@ -16,7 +16,7 @@ than one value must be fixed with --at. Log-spaced axes get log axes; times are 
 
 
 def _at(text: str):
-    from jaxsim.params import ParameterError
+    from jaxsim.physics.errors import ParameterError
 
     name, sep, value = text.partition("=")
     try:

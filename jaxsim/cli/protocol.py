@@ -33,12 +33,15 @@ def register(subparsers):
 
 
 def run(args) -> int:
-    from jaxsim.protocol import load_protocol, run_protocol, write_outputs
-    from jaxsim.solve import SolverConfig
+    from jaxsim.numerics.config import SolverConfig
+    from jaxsim.studies.protocol import load_protocol, run_protocol, write_outputs
 
     protocol = load_protocol(args.spec)
     result = run_protocol(protocol, SolverConfig(rtol=args.rtol))
     data = write_outputs(result, Path(args.out))
+    from jaxsim.plots.protocol import plot_protocol
+
+    plot_protocol(result, Path(args.out) / "protocol.png")
     if not args.quiet:
         print(f"{protocol.name}: {len(result.lab_time_s)} lab-time samples over "
               f"{protocol.duration:g} s, {result.iterations} coupling sweeps"

@@ -11,7 +11,7 @@ import math
 import sys
 from pathlib import Path
 
-from jaxsim.params import ParameterError
+from jaxsim.physics.errors import ParameterError
 
 FIGURES = {
     "fig3": "lifetime against A' = A - D (film and single crystal; two-exponential fit)",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 import pathlib
 
 EPILOG = """\
@@ -48,7 +49,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from jaxsim.sensitivity import load_spec, run as run_study
+    from jaxsim.studies.sensitivity import load_spec
+    from jaxsim.studies.sensitivity import run as run_study
 
     spec = load_spec(args.spec)
     overrides = {k: v for k, v in (("n", args.n), ("seed", args.seed), ("chunk", args.chunk))
@@ -57,6 +59,14 @@ def run(args) -> int:
         spec = dataclasses.replace(spec, **overrides)
     result = run_study(spec, progress=not args.no_progress)
     paths = result.write(args.out, samples=args.save_samples)
+    import matplotlib.pyplot as plt
+
+    from jaxsim.plots.sensitivity import sobol_bars
+
+    fig = sobol_bars(result.indices, title=f"Sobol indices, {spec.model.name}, N = {spec.n}")
+    paths["png"] = Path(args.out) / "sensitivity.png"
+    fig.savefig(paths["png"], dpi=110)
+    plt.close(fig)
     width = max(len(r.name) for r in spec.ranges)
     for obs, table in result.indices.items():
         print(f"{obs}:")

@@ -14,9 +14,11 @@ import sys
 
 import numpy as np
 
-from jaxsim.models import DEFAULT_MODEL, MODELS, get_model
-from jaxsim.params import ParameterError, make_params
-from jaxsim.solve import SOLVERS, STATUS_MESSAGES, SolverConfig, check_times, solve
+from jaxsim.numerics.config import SOLVERS, STATUS_MESSAGES, SolverConfig
+from jaxsim.numerics.reference import check_times, solve
+from jaxsim.physics.errors import ParameterError
+from jaxsim.physics.parameters import make_params
+from jaxsim.physics.registry import DEFAULT_MODEL, get_model, models
 
 DEFAULT_TIMES = "linspace:0,2e-6,201"
 
@@ -77,7 +79,7 @@ def parse_sets(items, model) -> dict:
 
 def _param_help() -> str:
     lines = []
-    for m in MODELS.values():
+    for m in models().values():
         rows = ", ".join(f"{p.name} [{p.unit}] (default {p.default:g})" for p in m.parameters)
         lines.append(f"{m.name}: {rows}")
     return "; ".join(lines)
@@ -90,7 +92,7 @@ def register(subparsers) -> None:
         "state of a pulse train with --rep-rate) and print n(t), n_d(t), PL(t) in SI-cm units "
         "(cm^-3, cm^-3 s^-1; times in s). Parameters: " + _param_help() + ".")
     p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"one of {', '.join(MODELS)} (default {DEFAULT_MODEL})")
+                   help=f"one of {', '.join(models())} (default {DEFAULT_MODEL})")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
                    help="set a parameter in SI-cm units (repeatable), e.g. --set A=1e7")
     p.add_argument("--times", default=DEFAULT_TIMES,
@@ -126,7 +128,7 @@ def simulate(model, values: dict, ts, config: SolverConfig, rep_rate: float | No
     if not (math.isfinite(rep_rate) and rep_rate > 0):
         raise ParameterError(f"--rep-rate = {rep_rate!r}: expected a positive repetition rate in Hz")
     try:
-        from jaxsim.pulses import steady_state_decay
+        from jaxsim.numerics.pulses import steady_state_decay
     except ModuleNotFoundError as err:
         if err.name not in ("jaxsim.pulses",):
             raise

@@ -46,8 +46,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from jaxsim.params import ParameterError
-    from jaxsim.spec import load_spec
+    from jaxsim.physics.errors import ParameterError
+    from jaxsim.studies.spec import load_spec
 
     if args.distributed or args.coordinator:
         # before anything touches a JAX backend (validating the spec does)
@@ -65,15 +65,15 @@ def run(args) -> int:
         spec = spec.replace(chunk_size=args.chunk)
     if args.limit_points is not None and args.limit_points < 1:
         raise ParameterError(f"--limit-points = {args.limit_points}: expected a positive integer")
-    from jaxsim.sweep import run_sweep
-
     import jax
+
+    from jaxsim.studies.sweep import run_sweep
 
     pid, count = jax.process_index(), jax.process_count()
     if pid == 0:
         print(f"sweep {spec.name or args.spec}: {spec.n_points:,} points "
               f"({' x '.join(f'{a.name} {len(a)}' for a in spec.axes)}), "
-              f"chunks of {spec.chunk_size}, model {spec.model}, {spec.dtype}; "
+              f"chunks of {spec.chunk_size}, model {spec.model.name}, {spec.dtype}; "
               f"{len(jax.local_devices())} local device(s), {count} process(es)",
               file=sys.stderr)
     res = run_sweep(spec, args.out, overwrite=args.overwrite, limit_points=args.limit_points,

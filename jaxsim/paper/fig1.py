@@ -43,7 +43,7 @@ def claims(bright: dict, quench: dict) -> dict:
 
 def reproduce(out_dir) -> dict:
     from jaxsim.plots.protocol import plot_fig1
-    from jaxsim.protocol import load_protocol, run_protocol
+    from jaxsim.studies.protocol import load_protocol, run_protocol
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxsim.observables import biexp_fit_batch, diffusion_length
-from jaxsim.solve import solve
+from jaxsim.numerics.reference import solve
+from jaxsim.observables.lifetimes import biexp_fit_batch, diffusion_length
 
 B, C = 1e-10, 1e-28
 N_POINTS = 1001

@@ -22,7 +22,7 @@ def claims(doc: dict) -> dict:
 def reproduce(out_dir) -> dict:
     from jaxsim.paper.fig1 import sweeps_dir
     from jaxsim.plots.protocol import plot_fig4
-    from jaxsim.protocol import load_protocol, run_protocol
+    from jaxsim.studies.protocol import load_protocol, run_protocol
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

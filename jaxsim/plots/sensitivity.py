@@ -16,8 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 
-from jaxsim.params import ParameterError  # noqa: E402
-from jaxsim.sensitivity import dominant_parameter, elasticity_name  # noqa: E402
+from jaxsim.physics.errors import ParameterError  # noqa: E402
+from jaxsim.studies.sensitivity import dominant_parameter, elasticity_name  # noqa: E402
 
 PARAM_LABELS = {"A": "A (s$^{-1}$)", "D": "D (s$^{-1}$)", "K1": "K$_1$ (s$^{-1}$)",
                 "n0": "n$_0$ (cm$^{-3}$)", "B": "B (cm$^3$ s$^{-1}$)", "C": "C (cm$^6$ s$^{-1}$)",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxsim.params import ParameterError
+from jaxsim.physics.errors import ParameterError
 
 TIME_UNITS = ("s",)
 
@@ -88,7 +88,7 @@ def plot_store(path, *, x: str, var: str, y: str | None = None,
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
 
-    from jaxsim.store import open_sweep
+    from jaxsim.studies.store import open_sweep
 
     ds = open_sweep(path)
     da, chosen = select(ds, x, y, var, at)

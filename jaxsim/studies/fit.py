@@ -43,14 +43,20 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxsim.data import DataError, DecaySet
-from jaxsim.instrument import Layout, make_layout, predict
-from jaxsim.models import Model, get_model
-from jaxsim.params import ParameterError, make_params, table_lookup
-from jaxsim.solve import SolverConfig
+from jaxsim.numerics.config import SolverConfig
+from jaxsim.physics.errors import ParameterError
+from jaxsim.physics.model import Model
+from jaxsim.physics.parameters import make_params, table_lookup
+from jaxsim.physics.registry import get_model
+from jaxsim.studies.decays import DecaySet
+from jaxsim.studies.instrument import Layout, make_layout, predict
 
 LOSSES = ("poisson", "lsq", "loglsq")
+
+
 PER_DECAY = ("amplitude", "background", "shift")
+
+
 BIG = 1e30
 
 
@@ -82,8 +88,6 @@ class Structure:
     def n_x(self) -> int:
         return len(self.free) + self.n_decays * self.m
 
-
-# -- pure pieces ------------------------------------------------------------------------------
 
 def _decay_loss(kind: str, mu, y, mask):
     if kind == "poisson":
@@ -160,12 +164,6 @@ def _to_z(x, lo, hi):
     u = np.clip((np.asarray(x) - lo) / (hi - lo), 1e-6, 1 - 1e-6)
     return np.log(u / (1 - u))
 
-
-# -- compiled drivers (cached by structure) -------------------------------------------------------
-# Compiling a gradient through diffrax costs 20-60 s on a CPU, so each problem structure gets ONE
-# compiled program: the batched loss and gradient in x, vg(X (S, n), args). Adam, L-BFGS (with a
-# batched backtracking line search driven from Python), the finite-difference Hessian and the
-# profile likelihood all reuse it; the optimiser updates (no ODE inside) compile in a second.
 
 _CACHE: dict = {}
 
@@ -427,8 +425,6 @@ def _fd_hessian(vg, x, lo, hi, skip):
     return float(L[0]), G[0], H
 
 
-# -- problem set-up ---------------------------------------------------------------------------
-
 @dataclass
 class Problem:
     """A fit problem: static structure plus array arguments (data, bounds, fixed values)."""
@@ -562,8 +558,6 @@ def build_problem(model, ds: DecaySet, *, free: Sequence[str], fixed: Mapping | 
     names = tuple(free) + tuple(f"{p}[{i}]" for i in range(k) for p in per)
     return Problem(s, args, x0, names, ds, fixed_vals)
 
-
-# -- result -------------------------------------------------------------------------------------
 
 @dataclass
 class FitResult:
@@ -925,7 +919,7 @@ def fit_many(model, t, ys, n0, *, free, fixed=None, init=None, loss="lsq", adam_
     scalar. Amplitude free per fit, background fixed at 0 for least squares. Returns
     ``(values: dict name -> (N,) physical values, loss: (N,))`` after Adam then L-BFGS.
     """
-    from jaxsim.data import from_arrays
+    from jaxsim.studies.decays import from_arrays
 
     ys = np.atleast_2d(np.asarray(ys, float))
     n = ys.shape[0]
@@ -968,7 +962,3 @@ def fit_many(model, t, ys, n0, *, free, fixed=None, init=None, loss="lsq", adam_
 def save_json(result: FitResult, path) -> None:
     with open(path, "w") as fh:
         json.dump(result.to_json(), fh, indent=2)
-
-
-__all__ = ["fit", "fit_many", "build_problem", "profile_likelihood", "FitResult", "FitWarning",
-           "LOSSES", "save_json", "DataError"]

@@ -19,9 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-class ParameterError(ValueError):
-    """A parameter value or name that the model cannot accept."""
+from jaxsim.physics.errors import ParameterError
+from jaxsim.physics.registry import get_model
 
 
 @dataclass(frozen=True)
@@ -79,12 +78,12 @@ def table_lookup(table: tuple[Parameter, ...], name: str, *, model: str) -> Para
 class Params(eqx.Module):
     """Immutable pytree of a model's physical parameter values (SI-cm units).
 
-    Values may be scalars or arrays of one common batch shape; the model name is static, so a
+    Values may be scalars or arrays of one common batch shape; the model object is static, so a
     ``Params`` can pass through ``jit`` and ``vmap`` like any pytree. Construct it with
     :func:`make_params`, which validates; the bare constructor does not.
     """
 
-    model: str = eqx.field(static=True)
+    model: object = eqx.field(static=True)
     values: dict[str, jax.Array]
 
     def __getitem__(self, name: str) -> jax.Array:
@@ -99,9 +98,7 @@ class Params(eqx.Module):
 
     def replace(self, **updates) -> "Params":
         """A copy with some values replaced (validated)."""
-        from jaxsim.models import get_model
-
-        return make_params(get_model(self.model), **{**self.values, **updates})
+        return make_params(self.model, **{**self.values, **updates})
 
     def as_dict(self) -> dict[str, np.ndarray]:
         return {k: np.asarray(v) for k, v in self.values.items()}
@@ -114,8 +111,6 @@ def make_params(model, values: Mapping[str, object] | None = None, /, **kwargs) 
     :class:`ParameterError` that names the field, the value and what was expected. Arrays
     broadcast to one batch shape.
     """
-    from jaxsim.models import get_model
-
     model = get_model(model)
     given = dict(values or {})
     given.update(kwargs)
@@ -141,7 +136,7 @@ def make_params(model, values: Mapping[str, object] | None = None, /, **kwargs) 
         shapes = {k: tuple(jnp.shape(v)) for k, v in out.items() if jnp.ndim(v)}
         raise ParameterError(f"parameter arrays do not broadcast to one batch shape: {shapes}")
     del shape
-    params = Params(model=model.name, values=out)
+    params = Params(model=model, values=out)
     if not any(isinstance(v, jax.core.Tracer) for v in out.values()):
         model.check(params)
     return params
@@ -149,15 +144,14 @@ def make_params(model, values: Mapping[str, object] | None = None, /, **kwargs) 
 
 def as_params(model, params) -> Params:
     """``params`` for ``model``: ``None`` (defaults), a dict (validated) or a matching Params."""
-    from jaxsim.models import get_model
-
     model = get_model(model)
     if params is None:
         return make_params(model)
     if not isinstance(params, Params):
         return make_params(model, params)
-    if params.model != model.name:
-        raise ParameterError(f"params are for model {params.model!r}, not {model.name!r}")
+    if params.model != model:
+        raise ParameterError(
+            f"params are for model {params.model.name!r}, not {model.name!r}")
     return params
 
 

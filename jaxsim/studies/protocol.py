@@ -44,19 +44,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsim import ions as ionmod
-from jaxsim.params import ParameterError
-from jaxsim.pulses import flow, periodic_state
-from jaxsim.solve import DTYPES, SUCCESS, SolverConfig
+from jaxsim.numerics.config import DTYPES, SUCCESS, SolverConfig
+from jaxsim.numerics.pulses import flow, periodic_state
+from jaxsim.numerics.slow_time import exact_step
+from jaxsim.physics.models.trap_detrap_quench import FAST_MODEL
+from jaxsim.physics import ions as ionmod
+from jaxsim.physics.errors import ParameterError
 
 EV = 1.602176634e-19  # J per eV
+
+
 LANE_BUCKET = 32  # lanes (and fitted decays) are padded to a multiple of this: one compile serves
+
+
 #                   every protocol of up to 32 lab-time samples
 FAST_KEYS = ("A", "B", "C", "K1")
+
+
 FAST_DEFAULTS = {"A": 1e7, "B": 1e-10, "C": 1e-28, "K1": 1e5}
 
-
-# -- the spec ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Pulsed:
@@ -148,7 +154,11 @@ def _density(d: Mapping, where: str, *, rate: bool) -> float:
 
 
 _SEGMENT_KEYS = {"name", "duration_s", "points", "pulsed", "cw", "dark"}
+
+
 _PULSED_KEYS = {"rep_rate_hz", "n0_cm3", "fluence_J_cm2", "photon_energy_eV", "absorption_cm"}
+
+
 _CW_KEYS = {"G_cm3_s", "intensity_W_cm2", "photon_energy_eV", "absorption_cm"}
 
 
@@ -172,7 +182,7 @@ def protocol_from_dict(spec: Mapping, *, name: str = "protocol") -> Protocol:
                                  f"of {FAST_KEYS} (D and Q come from the ions, n0 and G from the "
                                  "segments)")
         fast[k] = v
-    from jaxsim.params import make_params
+    from jaxsim.physics.parameters import make_params
 
     make_params("trap_detrap", **fast)  # validates ranges, naming field and value
     fast = {k: float(v) for k, v in fast.items()}
@@ -234,8 +244,6 @@ def load_protocol(path) -> Protocol:
     return protocol_from_dict(spec, name=path.stem)
 
 
-# -- batched fast periodic steady states --------------------------------------------------------
-
 _FAST_CACHE: dict = {}
 
 
@@ -244,7 +252,7 @@ def _fast_batch(config: SolverConfig, n_decay: int, solver: str):
     key = (config, n_decay, solver)
     if key in _FAST_CACHE:
         return _FAST_CACHE[key]
-    model = ionmod.FAST_MODEL
+    model = FAST_MODEL
     k = len(model.state_names)
     frac = jnp.linspace(0.0, 1.0, n_decay)
 
@@ -312,8 +320,6 @@ def fast_steady_states(protocol: Protocol, D, Q, config: SolverConfig, solver: s
     return {k: np.asarray(v)[:n] for k, v in out.items()}, rep
 
 
-# -- the slow sweep ----------------------------------------------------------------------------
-
 def lab_times(protocol: Protocol) -> tuple[np.ndarray, np.ndarray]:
     """Lab-time samples (s) and their segment index; a boundary appears in both segments."""
     ts, idx, t0 = [], [], 0.0
@@ -339,10 +345,10 @@ def _sweep(protocol: Protocol, P: np.ndarray):
             p0, p1 = P[i + j], P[i + j + 1]
             ax0, bx0, _, _ = ionmod.rates(p0, x, ions)
             ax1, bx1, _, _ = ionmod.rates(p1, x, ions)
-            x_new = float(ionmod.exact_step(x, 0.5 * (ax0 + ax1), 0.5 * (bx0 + bx1), h))
+            x_new = float(exact_step(x, 0.5 * (ax0 + ax1), 0.5 * (bx0 + bx1), h))
             _, _, am0, bm0 = ionmod.rates(p0, x, ions)
             _, _, am1, bm1 = ionmod.rates(p1, x_new, ions)
-            m = float(ionmod.exact_step(m, 0.5 * (am0 + am1), 0.5 * (bm0 + bm1), h))
+            m = float(exact_step(m, 0.5 * (am0 + am1), 0.5 * (bm0 + bm1), h))
             x = x_new
             xs.append(x)
             ms.append(m)
@@ -403,7 +409,7 @@ _FIT_CACHE: dict = {}
 
 def _tau_avg(t: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Two-exponential tau_avg (s) of each row of y (nan for an all-zero row), batched."""
-    from jaxsim.observables import biexp_fit
+    from jaxsim.observables.lifetimes import biexp_fit
 
     rows = y.shape[0]
     padded = int(math.ceil(rows / LANE_BUCKET) * LANE_BUCKET)
@@ -506,17 +512,10 @@ def run_protocol(protocol: Protocol, config: SolverConfig | None = None, *, tol:
 
 
 def write_outputs(result: ProtocolResult, out_dir) -> dict:
-    """Write ``protocol.json`` and ``protocol.png`` into ``out_dir``; return the JSON dict."""
+    """Write ``protocol.json`` into ``out_dir``; return the JSON dict (the figure is drawn by
+    :func:`jaxsim.plots.protocol.plot_protocol`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = result.to_json()
     (out / "protocol.json").write_text(json.dumps(data, indent=1))
-    from jaxsim.plots.protocol import plot_protocol
-
-    plot_protocol(result, out / "protocol.png")
     return data
-
-
-__all__ = ["Pulsed", "CW", "Segment", "Protocol", "protocol_from_dict", "load_protocol",
-           "fast_steady_states", "lab_times", "run_protocol", "ProtocolResult", "write_outputs",
-           "EV"]

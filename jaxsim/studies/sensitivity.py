@@ -52,9 +52,10 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.stats import norm, qmc
 
-from jaxsim.models import get_model
-from jaxsim.params import ParameterError, table_lookup
-from jaxsim.solve import SUCCESS, SolverConfig
+from jaxsim.numerics.config import SUCCESS, SolverConfig
+from jaxsim.physics.errors import ParameterError
+from jaxsim.physics.parameters import table_lookup
+from jaxsim.physics.registry import get_model
 
 INDEX_KEYS = ("S1", "S1_conf", "ST", "ST_conf")
 
@@ -62,9 +63,6 @@ INDEX_KEYS = ("S1", "S1_conf", "ST", "ST_conf")
 def elasticity_name(summary: str, param: str) -> str:
     """Store name of :math:`\\partial s/\\partial\\ln p` (e.g. ``d_tau_mean_pl_d_log_A``)."""
     return f"d_{summary}_d_log_{param}"
-
-
-# -- local: forward-mode elasticities -----------------------------------------------------------
 
 
 def with_elasticities(chunk_fn: Callable, wrt: Sequence[str], summaries: Sequence[str]) -> Callable:
@@ -194,21 +192,18 @@ def local_sensitivity_grid(model, axes: Mapping[str, Sequence[float]], *, t1: fl
     return ds
 
 
-# -- evaluation through the engine --------------------------------------------------------------
-
-
 def _chunk_fn(model, t1, summaries, config, fixed):
     """The engine's chunk function (fallback: ``jaxsim.solve`` + ``observables.summaries``)."""
     try:
-        from jaxsim.engine import chunk_solver
+        from jaxsim.numerics.engine import chunk_solver
     except ImportError:  # pragma: no cover - the engine is part of the package
         return _fallback_chunk_fn(model, t1, summaries, config, fixed)
     return chunk_solver(model, t1=t1, summaries=summaries, config=config, fixed=fixed)
 
 
 def _fallback_chunk_fn(model, t1, summaries, config, fixed):  # pragma: no cover
-    from jaxsim.observables import summaries as summarise
-    from jaxsim.solve import solve
+    from jaxsim.numerics.reference import solve
+    from jaxsim.observables.summaries import summaries as summarise
 
     def f(values):
         sol = solve(model, {**fixed, **values}, np.array([float(t1)]), config=config)
@@ -247,7 +242,7 @@ def evaluate(model, points: Mapping[str, np.ndarray], *, t1: float, observables:
     flat = {k: np.asarray(v, float) for k, v in points.items()}
     m = len(next(iter(flat.values())))
     try:
-        from jaxsim.engine import stiffness_order
+        from jaxsim.numerics.engine import stiffness_order
     except ImportError:  # pragma: no cover
         order = np.arange(m)
     else:
@@ -267,9 +262,6 @@ def evaluate(model, points: Mapping[str, np.ndarray], *, t1: float, observables:
     inv = np.empty_like(order)
     inv[order] = np.arange(m)
     return {k: v[inv] for k, v in out.items()}
-
-
-# -- global: Saltelli design and Sobol indices --------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -427,9 +419,6 @@ def sobol_indices(y_a, y_b, y_ab, *, num_resamples: int = 100, conf_level: float
     return out
 
 
-# -- spec, run, result --------------------------------------------------------------------------
-
-
 def observable_base(name: str) -> str:
     """``"log10:tau_mean_pl"`` -> ``"tau_mean_pl"`` (the summary the engine computes)."""
     return name[len(LOG_PREFIX):] if name.startswith(LOG_PREFIX) else name
@@ -470,7 +459,7 @@ class SensitivitySpec:
 
     def __post_init__(self):
         model = get_model(self.model)
-        object.__setattr__(self, "model", model.name)
+        object.__setattr__(self, "model", model)
         for r in self.ranges:
             row = table_lookup(model.parameters, r.name, model=model.name)
             for end in (r.low, r.high):
@@ -484,7 +473,7 @@ class SensitivitySpec:
         if not self.observables:
             raise ParameterError("observables = []: expected at least one summary name")
         try:
-            from jaxsim.observables import SUMMARIES
+            from jaxsim.observables.summaries import SUMMARIES
         except ImportError:  # pragma: no cover
             SUMMARIES = None
         for o in self.observables:
@@ -512,6 +501,8 @@ class SensitivitySpec:
 
 
 SOLVER_KEYS = ("rtol", "atol", "dtype", "max_steps")  # top-level, as in sweep specs
+
+
 SPEC_KEYS = {"model", "fixed", "ranges", "observables", "N", "seed", "t1", "num_resamples",
              "conf_level", "chunk_size", "description", *SOLVER_KEYS}
 
@@ -599,19 +590,18 @@ class SensitivityResult:
         return self.indices
 
     def write(self, out_dir, *, samples: bool = False) -> dict[str, pathlib.Path]:
-        """``sensitivity.json`` (indices), ``sensitivity_meta.json`` (spec, failures),
-        ``sensitivity.png`` (bar chart) and, with ``samples``, ``samples.npz`` (design points
-        in the order A, B, AB_0.. and the engine's outputs)."""
-        from jaxsim.plots.sensitivity import sobol_bars
-
+        """``sensitivity.json`` (indices), ``sensitivity_meta.json`` (spec, failures) and,
+        with ``samples``, ``samples.npz`` (design points in the order A, B, AB_0.. and the
+        engine's outputs). The bar chart is drawn by :func:`jaxsim.plots.sensitivity.sobol_bars`
+        (``jaxsim sensitivity`` writes it beside them)."""
         out = pathlib.Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {"json": out / "sensitivity.json", "meta": out / "sensitivity_meta.json",
-                 "samples": out / "samples.npz", "png": out / "sensitivity.png"}
+                 "samples": out / "samples.npz"}
         paths["json"].write_text(json.dumps(self.indices, indent=2) + "\n")
         s = self.spec
         runs = int(self.design.points().shape[0])
-        meta = dict(model=s.model, t1=s.t1, N=s.n, seed=s.seed, runs=runs,
+        meta = dict(model=s.model.name, t1=s.t1, N=s.n, seed=s.seed, runs=runs,
                     dropped_rows=self.dropped_rows, num_resamples=s.num_resamples,
                     conf_level=s.conf_level, fixed=s.fixed, solver=s.solver,
                     ranges={r.name: dict(low=r.low, high=r.high, log=r.log) for r in s.ranges},
@@ -624,10 +614,6 @@ class SensitivityResult:
             np.savez_compressed(paths["samples"], names=np.array(self.design.names),
                                 points=self.design.points(),
                                 **{f"y_{k}": v for k, v in self.outputs.items()})
-        fig = sobol_bars(self.indices, title=f"Sobol indices, {s.model}, N = {s.n}")
-        fig.savefig(paths["png"], dpi=110)
-        import matplotlib.pyplot as plt
-        plt.close(fig)
         return paths
 
 
@@ -672,9 +658,3 @@ def run(spec: SensitivitySpec, *, progress: bool = False, evaluate_fn=None) -> S
                       for j, name in enumerate(design.names)}
     return SensitivityResult(spec, indices, design, {k: np.asarray(v) for k, v in out.items()},
                              dropped)
-
-
-__all__ = ["with_elasticities", "elasticity_name", "normalised_elasticity",
-           "local_sensitivity_grid", "dominant_parameter", "evaluate", "Range", "SaltelliDesign",
-           "saltelli_design", "sobol_indices", "SensitivitySpec", "spec_from_dict", "load_spec",
-           "SensitivityResult", "StudyError", "observable_base", "observable_values", "run"]

@@ -43,15 +43,27 @@ from dataclasses import dataclass
 import numpy as np
 
 T1 = 2e-6
+
+
 N_CURVE = 1000
+
+
 SUMMARY_NAMES = ("tau_mean_pl", "plqy")
+
+
 #: curve points count down to this fraction of the peak: n >= 1e-6 n0 (atol / rtol, below it the
 #: tolerance is absolute), PL ~ n^2 >= 1e-12 PL(0)
 CURVE_FLOOR = {"curve_n": 1e-6, "curve_pl": 1e-12}
+
+
 RTOL = 1e-6
+
+
 #: the engine's tolerance: global error grows to ~5x rtol over the window, and PL ~ n^2 doubles
 #: it, so rtol 1e-6 gives max errors of ~1e-5 on curves; 2e-7 keeps them below (~15 % more steps)
 ENGINE_RTOL = 2e-7
+
+
 #: every row is timed over its points at least this many times, and for at least
 #: ``BenchSizes.min_timed_s`` seconds in all, and reports the fastest pass: on a shared machine
 #: single passes of the same computation differed by up to 1.8x, and a 0.2 s pass is easily
@@ -80,9 +92,13 @@ class BenchSizes:
 QUICK = BenchSizes(jaxsim=32768, naive=1024, scipy=24, reference=16, chunk=4096,
                    naive_chunk=512, memory_chunks=(256, 1024, 4096), memory_points=16384,
                    min_timed_s=1.5)
+
+
 #: a smoke test of the machinery (numbers meaningless)
 TINY = BenchSizes(jaxsim=64, naive=16, scipy=3, reference=3, chunk=32, naive_chunk=16,
                   memory_chunks=(32,), memory_points=64)
+
+
 FULL = BenchSizes(jaxsim=262144, naive=4096, scipy=200, reference=64, chunk=4096,
                   naive_chunk=1024, memory_chunks=(256, 1024, 4096, 16384),
                   memory_points=131072, min_timed_s=3.0)
@@ -103,8 +119,6 @@ def random_grid(n: int, seed: int = 0) -> dict[str, np.ndarray]:
 def curve_times() -> np.ndarray:
     return np.linspace(0.0, T1, N_CURVE)
 
-
-# -- resident memory -------------------------------------------------------------------------
 
 def _rss_mb() -> float:
     try:
@@ -136,10 +150,8 @@ class PeakRSS:
         self.peak_mb = max(self.peak_mb, _rss_mb())
 
 
-# -- the ODE in scaled units, shared by the SciPy rows ------------------------------------------
-
 def _scaled_coefficients(p: dict, t_ref: float = 1e-9) -> dict:
-    from jaxsim.models import get_model
+    from jaxsim.physics.registry import get_model
 
     model = get_model("trap_detrap")
     vals = {row.name: float(p.get(row.name, row.default)) for row in model.parameters}
@@ -214,13 +226,6 @@ def rel_err(rows: list[dict] | dict, ref: list[dict], kind: str) -> float:
                 worst = max(worst, float(np.max(np.abs(y - yr) / den)))
     return worst if np.isfinite(worst) else float("inf")
 
-
-# -- the three ways of solving --------------------------------------------------------------------
-#
-# Each way is a row: ``prepare()`` (compile, warm up), ``one_pass()`` (seconds for all its points,
-# keeping what the error check needs) and ``result(best_s)``. run_benchmark interleaves the
-# passes of the rows of one output kind (a pass of each in turn), so that a change of load on a
-# shared machine hits every row alike and the ratios stay side by side.
 
 def _compile_seconds(fn, chunk) -> float:
     """Compile time of ``fn``: its first call on ``chunk`` less a second, compiled one."""
@@ -319,7 +324,7 @@ class _NaiveRow(_Row):
 
     def __init__(self, points, kind, chunk, ref_points):
         super().__init__()
-        from jaxsim.engine import pad_chunk
+        from jaxsim.numerics.engine import pad_chunk
 
         self.kind, self.ref_points = kind, ref_points
         self.keys = SUMMARY_NAMES if kind == "summary" else ("curve_n", "curve_pl")
@@ -355,8 +360,8 @@ class _NaiveRow(_Row):
 
 def engine_fn(kind: str, dtype: str = "float64", rtol: float = ENGINE_RTOL, lanes=None,
               tail_halvings: int = 0):
-    from jaxsim.engine import chunk_solver
-    from jaxsim.solve import SolverConfig
+    from jaxsim.numerics.config import SolverConfig
+    from jaxsim.numerics.engine import chunk_solver
 
     cfg = SolverConfig(rtol=rtol, atol=RTOL * 1e-6, dtype=dtype, max_steps=4096)
     if kind == "summary":
@@ -376,8 +381,13 @@ class _JaxsimRow(_Row):
 
     def __init__(self, points, kind, chunk, ref_points, dtype="float64", workers=None):
         super().__init__()
-        from jaxsim.engine import (TAIL_FROM_CHUNKS, default_tail_halvings, default_workers,
-                                   pad_chunk, stiffness_order)
+        from jaxsim.numerics.engine import (
+            TAIL_FROM_CHUNKS,
+            default_tail_halvings,
+            default_workers,
+            pad_chunk,
+            stiffness_order,
+        )
 
         self.kind, self.ref_points, self.dtype = kind, ref_points, dtype
         self.tail = default_tail_halvings(TAIL_FROM_CHUNKS)
@@ -396,7 +406,7 @@ class _JaxsimRow(_Row):
         self.compile_s = _compile_seconds(self.f, self.items[0][1])
 
     def one_pass(self):
-        from jaxsim.engine import map_chunks
+        from jaxsim.numerics.engine import map_chunks
 
         t0 = time.perf_counter()
         # as a sweep does (it writes each chunk and lets it go), only what is checked is kept:
@@ -457,7 +467,7 @@ def run_jaxsim(points, kind, chunk, ref_points, dtype="float64", workers=None, m
 
 def memory_check(sizes: BenchSizes) -> list[dict]:
     """Peak RSS of a summary sweep vs chunk size (and vs grid size at one chunk size)."""
-    from jaxsim.engine import solve_points
+    from jaxsim.numerics.engine import solve_points
 
     f = engine_fn("summary")
     rows = []

@@ -71,22 +71,44 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsim.models import get_model, pl_scale
-from jaxsim.params import ParameterError, Params, table_lookup
-from jaxsim.solve import (DTYPES, FAILED, MAX_STEPS, NON_FINITE, SUCCESS, Solution, SolverConfig,
-                          check_times)
+from jaxsim import observables
+from jaxsim.numerics.config import (
+    DTYPES,
+    FAILED,
+    MAX_STEPS,
+    NON_FINITE,
+    SUCCESS,
+    SolverConfig,
+)
+from jaxsim.numerics.reference import Solution, check_times
+from jaxsim.physics.errors import ParameterError
+from jaxsim.physics.model import pl_scale
+from jaxsim.physics.parameters import Params, table_lookup
+from jaxsim.physics.registry import get_model
 
 CURVE_VARS = ("n", "n_d", "pl", "pl_norm")
+
+
 #: save points written per step at most (a longer step is cut at the k-th next save point)
 DEFAULT_WINDOW = 16
+
+
 #: failed points whose curve rows are set to NaN per block (more wait for the next block)
 FAILED_ROWS = 2
+
+
 #: fewest lanes a chunk's tail is moved to (``chunk_solver(tail_halvings=...)``)
 TAIL_MIN_LANES = 256
+
+
 #: runs of at least this many chunks use tail compaction (:func:`default_tail_halvings`)
 TAIL_FROM_CHUNKS = 256
+
+
 #: key of the per-point reference density among the lanes' coefficients
 NREF = "_n_ref"
+
+
 #: default grid (points on [0, t1]) of curve-based summaries when no ``curve_ts`` is given
 DEFAULT_SUMMARY_POINTS = 512
 
@@ -111,8 +133,6 @@ def default_lanes() -> int:
     cost on a CPU, many more on a GPU."""
     return 1024 if jax.default_backend() == "cpu" else 65536
 
-
-# -- the Runge-Kutta pair ----------------------------------------------------------------------
 
 def _tsit5_tables():
     """Tsit5's tableau (from diffrax) and the matrix M of its continuous extension.
@@ -143,6 +163,8 @@ def _tsit5_tables():
 
 
 _A, _C, _B_SOL, _B_ERR, _M = _tsit5_tables()
+
+
 _ERR_ABS_SUM = sum(abs(x) for x in _B_ERR)
 
 
@@ -229,8 +251,6 @@ def _pl_states(model) -> set:
     return names
 
 
-# -- building the chunk function ----------------------------------------------------------------
-
 def _needed_integrals(model, names):
     """Integrands (scaled) needed by the integral summaries in ``names``."""
     need = []
@@ -254,7 +274,7 @@ def _needed_integrals(model, names):
 
 
 def _check_summaries(summaries):
-    from jaxsim.observables import SUMMARIES
+    from jaxsim.observables.summaries import SUMMARIES
 
     names = (summaries,) if isinstance(summaries, str) else tuple(summaries)
     for name in names:
@@ -466,7 +486,6 @@ def _grid_fn(ts_s: np.ndarray, dtype, t_end: float, k_win: int):
 
 def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, window, lanes, dc,
                 block, tail):
-    from jaxsim import observables
 
     dtype = DTYPES[config.dtype]
     tr = config.t_ref
@@ -877,17 +896,15 @@ def _summaries(model, names, vals, c, n_ref, finals, integ, saved, ts_key, t1, t
         # the window's end: carriers put in (n0 + G t1) normalise plqy and the shares
         t = jnp.full((1,), t1, dtype)
         states, pl = {}, None
-    sol = Solution(model=model.name, t=t, states=states, pl=pl, integrals=integrals,
+    sol = Solution(model=model, t=t, states=states, pl=pl, integrals=integrals,
                    final=final, status=code, num_steps=jnp.zeros(bshape, jnp.int32),
-                   params=Params(model=model.name, values=vals), solver="tsit5")
+                   params=Params(model=model, values=vals), solver="tsit5")
     out = dict(observables.summaries(sol, names, dc))
     if "tau_mean_pl" in out:
         # from the scaled integrals: independent of B, so defined (the B -> 0 limit) at B = 0
         out["tau_mean_pl"] = integ["t_pl"] / integ["pl"] * tr
     return out
 
-
-# -- chunking helpers ------------------------------------------------------------------------
 
 def stiffness_order(model, values) -> np.ndarray:
     """Permutation that sorts points by stiffness, the model's ``max_rate`` (for
@@ -996,7 +1013,3 @@ def solve_points(f, values: dict, chunk_size: int, *, sort: bool = True,
                 results[k] = np.empty((n,) + v.shape[1:], v.dtype)
             results[k][idx] = v
     return results
-
-
-__all__ = ["chunk_solver", "stiffness_order", "pad_chunk", "solve_points", "map_chunks",
-           "default_workers", "default_tail_halvings", "CURVE_VARS"]

@@ -51,13 +51,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsim.models import Model, get_model, pl_scale
-from jaxsim.params import Parameter, ParameterError, Params, as_params, broadcast
-from jaxsim.solve import (DTYPES, FAILED, MAX_STEPS, NON_FINITE, SOLVERS, SUCCESS, ScaledSolution,
-                          Solution, SolverConfig, STIFF_THRESHOLD, initial_step, pid_controller)
+from jaxsim.numerics.config import (
+    DTYPES,
+    FAILED,
+    MAX_STEPS,
+    NON_FINITE,
+    SOLVERS,
+    STIFF_THRESHOLD,
+    SUCCESS,
+    SolverConfig,
+    pid_controller,
+)
+from jaxsim import observables
+from jaxsim.numerics.reference import ScaledSolution, Solution, initial_step
+from jaxsim.physics.errors import ParameterError
+from jaxsim.physics.model import Model, pl_scale
+from jaxsim.physics.parameters import Parameter, Params, as_params, broadcast
+from jaxsim.physics.registry import get_model
 
 #: PEARS evaluates carrier accumulation on t = 0 plus this many log-spaced times from 1e-4 ns to T
 ACCUMULATION_POINTS = 2001
+
+
 #: default Newton tolerance on max_i |F_i(z) - z_i| / (1 + |z_i|) (scaled units)
 NEWTON_TOL = 1e-9
 
@@ -271,10 +286,6 @@ def brute_force(model: Model, c: dict, t_period, n_pulses: int, config: SolverCo
     return zs
 
 
-# ---------------------------------------------------------------------------------------------
-# physical-unit, batched API
-# ---------------------------------------------------------------------------------------------
-
 def pears_times(period_s: float, points: int = ACCUMULATION_POINTS) -> np.ndarray:
     """PEARS's accumulation grid: 0 and ``points`` log-spaced times from 1e-4 ns to T (in s)."""
     return np.concatenate([[0.0], np.logspace(-13.0, np.log10(period_s), points)])
@@ -383,7 +394,7 @@ def _physical(model: Model, params: Params, flat: dict, n_ref, out: ScaledSoluti
     pl = phys(model.pl(out.ys, c), pls)
     scales = {"pl": pls * tr, "t_pl": pls * tr**2, "n": n_ref * tr, "t_n": n_ref * tr**2}
     integ = {k: phys(v, scales.get(k, n_ref)) for k, v in out.integrals.items()}
-    return Solution(model=model.name, t=jnp.asarray(ts), states=states, pl=pl, integrals=integ,
+    return Solution(model=model, t=jnp.asarray(ts), states=states, pl=pl, integrals=integ,
                     final=final, status=jnp.reshape(out.status, shape),
                     num_steps=jnp.reshape(out.num_steps, shape), params=params, solver=solver,
                     window_end=None if period is None else jnp.reshape(period, shape))
@@ -416,7 +427,7 @@ def steady_state_decay(model, params: Params | dict | None, ts, rep_rate,
         bad = rr[~(np.isfinite(rr) & (rr > 0))].flat[0] if rr.size else rep_rate
         raise ParameterError(f"rep_rate = {bad!r} is not allowed: expected a finite repetition "
                              "rate > 0 Hz")
-    from jaxsim.solve import check_times
+    from jaxsim.numerics.reference import check_times
 
     ts = check_times(ts)
     t_max = 1.0 / float(np.max(rr))
@@ -498,19 +509,19 @@ def periodic_steady_state(model, values: dict, rep_rate, n_ref, ts, config: Solv
     return _CACHE[key](vals, jnp.asarray(n_ref, pdt), jnp.asarray(rep_rate, pdt), ts_scaled)
 
 
-# ---------------------------------------------------------------------------------------------
-# sweeps: the repetition rate as a grid axis
-# ---------------------------------------------------------------------------------------------
-
 #: the sweep quantity ``rep_rate``: not a model parameter, but validated like one
 REP_RATE = Parameter("rep_rate", "Hz", 1e6, "repetition rate of the pulse train (period "
                      "1/rep_rate)", lower=0.0, lower_inclusive=False)
+
+
 #: summaries only a pulse train has (name -> unit, meaning), beside jaxsim.observables.SUMMARIES
 PULSE_SUMMARIES = {
     "carrier_accumulation_percent": (
         "%", "carrier accumulation (PEARS): 100 max_t |F1(t)/F1(0) - Fs(t)/Fs(0)|, "
         "first-pulse vs steady-state PL over one period"),
 }
+
+
 CARRIER_ACCUMULATION = "carrier_accumulation_percent"
 
 
@@ -560,7 +571,6 @@ def _steady_core(model: Model, config: SolverConfig, solver: str, t1: float, ts_
 
     ``cw=False`` (G is 0 at every point) skips the CW state before the first pulse (it is 0).
     """
-    from jaxsim import observables
 
     dtype = DTYPES[config.dtype]
     tr = config.t_ref
@@ -606,7 +616,7 @@ def _steady_core(model: Model, config: SolverConfig, solver: str, t1: float, ts_
         pls = pl_scale(vals, n_ref)
         c = {kk: jnp.asarray(v, dtype)[:, None]
              for kk, v in model.coefficients(vals, n_ref, tr).items()}
-        params = Params(model=model.name, values=vals)
+        params = Params(model=model, values=vals)
         code = out["status"]
         res = {}
         integral_names = tuple(n for n in names if n in observables.SUMMARIES
@@ -620,12 +630,12 @@ def _steady_core(model: Model, config: SolverConfig, solver: str, t1: float, ts_
             integ = {kk: v * scales.get(kk, n_ref) for kk, v in out["integrals"].items()}
             final = {nm: y * n_ref for nm, y in zip(model.state_names, out["final"])}
             # t: [0, t1], so carriers_in = n0 + G t1 whatever the save times
-            sol = Solution(model=model.name, t=jnp.asarray([0.0, t1], dtype), states={},
+            sol = Solution(model=model, t=jnp.asarray([0.0, t1], dtype), states={},
                            pl=None, integrals=integ, final=final, status=code,
                            num_steps=out["num_steps"], params=params, solver=solver)
             res.update(observables.summaries(sol, integral_names, dc))
         if curve_names:
-            sol = Solution(model=model.name, t=jnp.asarray(save_ts, dtype), states=states, pl=pl,
+            sol = Solution(model=model, t=jnp.asarray(save_ts, dtype), states=states, pl=pl,
                            integrals={}, final={}, status=code, num_steps=out["num_steps"],
                            params=params, solver=solver)
             res.update(observables.summaries(sol, curve_names, dc))
@@ -697,9 +707,8 @@ def steady_state_chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_v
     outputs; ``tau_1e_*`` is ``inf`` (a value, status 0) when the steady-state decay stays
     above 1/e within [0, t1]. Compiled once per chunk size and solver.
     """
-    from jaxsim import observables
-    from jaxsim.engine import check_chunk_values, check_curve_request
-    from jaxsim.params import table_lookup
+    from jaxsim.numerics.engine import check_chunk_values, check_curve_request
+    from jaxsim.physics.parameters import table_lookup
 
     model = get_model(model)
     t1 = float(t1)
@@ -777,10 +786,3 @@ def _check_window(t1: float, rep_rate, *, where: str) -> None:
             f"{where}: rep_rate = {f_max!r} Hz has a period 1/rep_rate = {1.0 / f_max!r} s "
             f"shorter than t1 = {t1!r} s: expected t1 <= the shortest period (the steady-state "
             "pulse is observed over [0, t1] within one period)")
-
-
-__all__ = ["advance", "advance_with_jacobian", "flow", "steady_state_chunk_solver", "REP_RATE",
-           "PULSE_SUMMARIES", "CARRIER_ACCUMULATION", "default_tol", "param_dtype",
-           "pulse_increment", "PeriodicState", "periodic_state", "brute_force",
-           "pears_times", "PulseTrainResult", "steady_state_decay", "periodic_steady_state",
-           "ACCUMULATION_POINTS", "NEWTON_TOL"]

@@ -35,8 +35,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsim.models import Model
-from jaxsim.solve import SolverConfig, solve_scaled
+from jaxsim.numerics.config import SolverConfig
+from jaxsim.numerics.reference import solve_scaled
+from jaxsim.physics.model import Model
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,3 @@ def simulate_counts(key, model, values_per_decay, amplitudes, backgrounds, shift
                                 jnp.asarray(backgrounds, float), jnp.asarray(shifts, float))
     counts = jax.random.poisson(key, jnp.clip(mu, 0, None)).astype(jnp.float64)
     return np.asarray(counts), np.asarray(mu)
-
-
-__all__ = ["Layout", "make_layout", "node_curve", "binned_curve", "convolve_irf", "predict",
-           "simulate_counts"]

@@ -48,28 +48,38 @@ from typing import Mapping
 
 import numpy as np
 
-from jaxsim.models import get_model
-from jaxsim.params import ParameterError, table_lookup
+from jaxsim.physics.errors import ParameterError
+from jaxsim.physics.parameters import table_lookup
+from jaxsim.physics.registry import get_model
 
 CURVE_VARS = ("n", "n_d", "pl", "pl_norm")
+
+
 CURVE_UNITS = {"n": "cm^-3", "n_d": "cm^-3", "pl": "cm^-3 s^-1", "pl_norm": "1"}
+
+
 SPEC_KEYS = ("name", "description", "model", "t1", "dtype", "rtol", "atol", "max_steps",
              "solver", "chunk_size", "order_by_stiffness", "sensitivities", "fixed", "axes",
              "observables", "diffusion_coefficient")
+
+
 #: carrier diffusion coefficient D_c (cm^2/s) behind ``diffusion_length``: MAPbI3 film (paper)
 DEFAULT_DIFFUSION_COEFFICIENT = 0.017
+
+
 DEFAULT_CHUNK = 4096
+
+
 #: the sweep quantity that is not a model parameter: the pulse train's repetition rate (Hz)
 REP_RATE = "rep_rate"
+
+
 #: the summary a pulse-train sweep adds (see jaxsim.pulses.PULSE_SUMMARIES)
 CARRIER_ACCUMULATION = "carrier_accumulation_percent"
 
 
 class SpecError(ParameterError):
     """A sweep spec that cannot be run (malformed TOML, unknown name, bad value)."""
-
-
-# -- value lists -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -173,9 +183,6 @@ class Axis:
         return len(self.values)
 
 
-# -- the spec ------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class SweepSpec:
     """A validated sweep: model, fixed parameters, axes, observables and numerics.
@@ -185,7 +192,7 @@ class SweepSpec:
     Times in s; ``curve_ts`` is ``None`` when no curves are kept.
     """
 
-    model: str
+    model: object  # a model object (names are resolved when the spec is read)
     axes: tuple[Axis, ...]
     t1: float
     summaries: tuple[str, ...] = ()
@@ -256,7 +263,7 @@ class SweepSpec:
         return None if self.curve_ts is None else self.curve_ts.array()
 
     def solver_config(self):
-        from jaxsim.solve import SolverConfig
+        from jaxsim.numerics.config import SolverConfig
 
         return SolverConfig(solver=self.solver, rtol=self.rtol, atol=self.atol,
                             max_steps=self.max_steps, dtype=self.dtype, adjoint="forward")
@@ -295,9 +302,6 @@ class SweepSpec:
         d.pop("name", None)
         d.pop("description", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-
-
-# -- parsing ---------------------------------------------------------------------------------
 
 
 def load_spec(path) -> SweepSpec:
@@ -349,7 +353,7 @@ def from_dict(raw: Mapping) -> SweepSpec:
 
     def row(name, where):
         if name == REP_RATE:
-            from jaxsim.pulses import REP_RATE as rep_row
+            from jaxsim.numerics.pulses import REP_RATE as rep_row
 
             return rep_row
         try:
@@ -402,7 +406,7 @@ def from_dict(raw: Mapping) -> SweepSpec:
     bad = set(obs) - {"summaries", "curves"}
     if bad:
         raise SpecError(f"observables: unknown key(s) {sorted(bad)}: expected summaries, curves")
-    from jaxsim.observables import SUMMARIES
+    from jaxsim.observables.summaries import SUMMARIES
 
     summaries = obs.get("summaries", [])
     if not isinstance(summaries, list) or not all(isinstance(s, str) for s in summaries):
@@ -429,7 +433,7 @@ def from_dict(raw: Mapping) -> SweepSpec:
                 raise SpecError(f"observables.curves.vars: unknown curve {v!r}: expected some "
                                 f"of {', '.join(CURVE_VARS)}")
         curve_ts = Values.parse(curves["ts"], where="observables.curves.ts")
-        from jaxsim.solve import check_times
+        from jaxsim.numerics.reference import check_times
 
         try:
             ts = check_times(curve_ts.array(), name="observables.curves.ts")
@@ -483,7 +487,7 @@ def from_dict(raw: Mapping) -> SweepSpec:
         raise SpecError(f"diffusion_coefficient = {dc!r}: expected a positive number in cm^2/s "
                         "(0.017 for a MAPbI3 film, 2.05 for a single crystal)")
     spec = SweepSpec(
-        model=model.name, axes=tuple(axes), t1=t1, summaries=tuple(summaries),
+        model=model, axes=tuple(axes), t1=t1, summaries=tuple(summaries),
         fixed=tuple(fixed), curve_vars=curve_vars, curve_ts=curve_ts,
         dtype=raw.get("dtype", "float64"),
         rtol=_number(raw.get("rtol", 1e-6), where="rtol"),
@@ -502,7 +506,7 @@ def from_dict(raw: Mapping) -> SweepSpec:
 
 def _check_corners(model, spec: SweepSpec) -> None:
     """Cross-field checks (e.g. effective: D <= A) at the 2^k corners of the grid."""
-    from jaxsim.params import make_params
+    from jaxsim.physics.parameters import make_params
 
     lo_hi = [(a.array().min(), a.array().max()) for a in spec.axes]
     grids = np.meshgrid(*[np.asarray(v) for v in lo_hi], indexing="ij")
@@ -514,12 +518,9 @@ def _check_corners(model, spec: SweepSpec) -> None:
         raise SpecError(f"grid corner: {err}") from None
 
 
-# -- writing ---------------------------------------------------------------------------------
-
-
 def to_dict(spec: SweepSpec) -> dict:
     """The spec as the plain dict its TOML parses to (round-trips through :func:`from_dict`)."""
-    d = dict(name=spec.name, description=spec.description, model=spec.model, t1=spec.t1,
+    d = dict(name=spec.name, description=spec.description, model=spec.model.name, t1=spec.t1,
              dtype=spec.dtype, rtol=spec.rtol)
     if spec.atol is not None:
         d["atol"] = spec.atol
@@ -569,8 +570,3 @@ def to_toml(spec: SweepSpec) -> str:
         for k, v in d[table].items():
             lines.append(f"{k} = {_toml_value(v)}")
     return "\n".join(lines) + "\n"
-
-
-__all__ = ["SweepSpec", "Axis", "Values", "SpecError", "load_spec", "parse_spec", "from_dict",
-           "to_dict", "to_toml", "resolve_spec_path", "CURVE_VARS", "CURVE_UNITS", "REP_RATE",
-           "CARRIER_ACCUMULATION"]

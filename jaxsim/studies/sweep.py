@@ -31,12 +31,23 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxsim.params import ParameterError
-from jaxsim.spec import SweepSpec
-from jaxsim.store import (Store, StoreError, check_disk, create_store, finalize, open_store)
+from jaxsim.physics.errors import ParameterError
+from jaxsim.studies.spec import SweepSpec
+from jaxsim.studies.store import (
+    Store,
+    StoreError,
+    check_disk,
+    create_store,
+    finalize,
+    open_store,
+)
 
 FULL_ORDER_LIMIT = 2**23  # above this many points the stiffness key is computed in blocks
+
+
 BARRIER_TIMEOUT_MS = 24 * 3600 * 1000
+
+
 # tests only: a pause after each written chunk, so a kill test can land mid-run reliably
 _CHUNK_DELAY_S = float(os.environ.get("JAXSIM_SWEEP_CHUNK_DELAY_S", "0") or 0)
 
@@ -59,9 +70,6 @@ class SweepResult:
         return self.points_run / self.seconds if self.seconds > 0 else float("nan")
 
 
-# -- grid -----------------------------------------------------------------------------------
-
-
 def grid_values(spec: SweepSpec, flat_index) -> dict[str, np.ndarray]:
     """Axis values (physical units) at the given flat C-order grid indices."""
     multi = np.unravel_index(np.asarray(flat_index, dtype=np.int64), spec.shape)
@@ -71,7 +79,7 @@ def grid_values(spec: SweepSpec, flat_index) -> dict[str, np.ndarray]:
 def _stiffness_key(spec: SweepSpec, a: int, b: int) -> np.ndarray:
     """The model's stiffness bound at flat grid indices [a, b); for a pulse train, times the
     period (the stiffness index of one period, which sets the steps of each solve)."""
-    from jaxsim.models import get_model
+    from jaxsim.physics.registry import get_model
 
     model = get_model(spec.model)
     defaults = {p.name: p.default for p in model.parameters}
@@ -89,7 +97,7 @@ def period_solver(spec: SweepSpec) -> str:
     anywhere on the grid, else Tsit5 (:func:`jaxsim.pulses.choose_period_solver`'s rule)."""
     if spec.solver != "auto":
         return spec.solver
-    from jaxsim.solve import STIFF_THRESHOLD
+    from jaxsim.numerics.config import STIFF_THRESHOLD
 
     worst, step = 0.0, 2**22
     for a in range(0, spec.n_points, step):
@@ -104,7 +112,7 @@ def computation_order(spec: SweepSpec) -> np.ndarray | None:
 
     n = spec.n_points
     if n <= FULL_ORDER_LIMIT and not spec.has_rep_rate:
-        from jaxsim.engine import stiffness_order
+        from jaxsim.numerics.engine import stiffness_order
 
         values = {**spec.fixed_dict, **grid_values(spec, np.arange(n))}
         return np.asarray(stiffness_order(spec.model, values), dtype=np.int64)
@@ -115,9 +123,6 @@ def computation_order(spec: SweepSpec) -> np.ndarray | None:
         b = min(a + step, n)
         key[a:b] = _stiffness_key(spec, a, b)
     return np.argsort(key, kind="stable").astype(np.int64)
-
-
-# -- the chunk function ------------------------------------------------------------------------
 
 
 def chunk_function(spec: SweepSpec, tail_halvings: int = 0):
@@ -138,7 +143,7 @@ def chunk_function(spec: SweepSpec, tail_halvings: int = 0):
 @functools.lru_cache(maxsize=8)
 def _chunk_function(spec: SweepSpec, tail_halvings: int):
     if spec.has_rep_rate:
-        from jaxsim.pulses import steady_state_chunk_solver
+        from jaxsim.numerics.pulses import steady_state_chunk_solver
 
         return steady_state_chunk_solver(
             spec.model, t1=spec.t1,
@@ -146,7 +151,7 @@ def _chunk_function(spec: SweepSpec, tail_halvings: int):
             curve_ts=spec.curve_times(), curve_vars=spec.curve_vars or ("pl",),
             config=spec.solver_config(), fixed=spec.fixed_dict, solver=period_solver(spec),
             diffusion_coefficient=spec.diffusion_coefficient)
-    from jaxsim.engine import chunk_solver
+    from jaxsim.numerics.engine import chunk_solver
 
     f = chunk_solver(spec.model, t1=spec.t1, summaries=spec.summaries,
                      curve_ts=spec.curve_times(), curve_vars=spec.curve_vars or ("pl",),
@@ -154,7 +159,7 @@ def _chunk_function(spec: SweepSpec, tail_halvings: int):
                      tail_halvings=tail_halvings,
                      diffusion_coefficient=spec.diffusion_coefficient)
     if spec.sensitivities:
-        from jaxsim.sensitivity import with_elasticities
+        from jaxsim.studies.sensitivity import with_elasticities
 
         f = with_elasticities(f, list(spec.sensitivities), list(spec.summaries))
     return f
@@ -165,7 +170,7 @@ def chunk_values(spec: SweepSpec, flat_index) -> dict[str, np.ndarray]:
     by ``sensitivities`` that is not an axis (broadcast from ``fixed`` or its default)."""
     values = grid_values(spec, flat_index)
     if spec.sensitivities:
-        from jaxsim.models import get_model
+        from jaxsim.physics.registry import get_model
 
         defaults = {p.name: p.default for p in get_model(spec.model).parameters}
         n = np.size(flat_index)
@@ -186,7 +191,8 @@ def shard_chunk_function(f, devices=None):
     ``n_dev`` and returns arrays sharded along the leading axis. With one device, ``g = f``.
     """
     import jax
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
 
     devices = list(devices) if devices is not None else jax.local_devices()
     if len(devices) == 1:
@@ -202,9 +208,6 @@ def shard_chunk_function(f, devices=None):
     return g, len(devices)
 
 
-# -- distributed helpers ---------------------------------------------------------------------
-
-
 def _process() -> tuple[int, int]:
     import jax
 
@@ -217,9 +220,6 @@ def _barrier(name: str, count: int) -> None:
     from jax._src.distributed import global_state
 
     global_state.client.wait_at_barrier(f"jaxsim_{name}", BARRIER_TIMEOUT_MS)
-
-
-# -- the run loop -----------------------------------------------------------------------------
 
 
 def prepare_store(spec: SweepSpec, out, *, overwrite: bool = False, process: int = 0,
@@ -302,7 +302,7 @@ def run_sweep(spec: SweepSpec, out, *, overwrite: bool = False, limit_points: in
 
     chunks_run = points_run = failed = 0
     if todo:
-        from jaxsim.engine import default_tail_halvings
+        from jaxsim.numerics.engine import default_tail_halvings
 
         # chunks this call will run (whole chunks up to limit_points)
         n_run = len(todo) if limit_points is None else min(
@@ -314,7 +314,7 @@ def run_sweep(spec: SweepSpec, out, *, overwrite: bool = False, limit_points: in
         # and the adaptive steps then differ between device counts
         c_pad = -(-spec.chunk_size // (n_dev * LANE_MULTIPLE)) * n_dev * LANE_MULTIPLE
         bar = _progress_bar(total, already, progress, spec)
-        from jaxsim.engine import default_workers, map_chunks
+        from jaxsim.numerics.engine import default_workers, map_chunks
 
         def inputs():
             nonlocal chunks_run, points_run
@@ -376,8 +376,3 @@ def _progress_bar(total: int, initial: int, enabled: bool, spec: SweepSpec):
     return tqdm(total=total, initial=initial, unit="pt", unit_scale=True, smoothing=0.05,
                 desc=spec.name or "sweep", disable=not enabled, file=sys.stderr,
                 dynamic_ncols=True)
-
-
-__all__ = ["run_sweep", "SweepResult", "grid_values", "computation_order", "period_solver",
-           "chunk_function", "chunk_values",
-           "shard_chunk_function", "prepare_store", "StoreError"]

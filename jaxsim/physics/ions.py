@@ -62,15 +62,12 @@ that outlasts a 30 s TCSPC acquisition, Fig. 4), brightening with a lengthening 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar, Mapping
+from typing import Mapping
 
 import numpy as np
 
-from jaxsim.models import NS, TrapDetrap
-from jaxsim.params import Parameter, ParameterError
-
-# -- parameters of the slow reservoir ----------------------------------------------------------
+from jaxsim.physics.errors import ParameterError
+from jaxsim.physics.parameters import Parameter
 
 ION_PARAMETERS: tuple[Parameter, ...] = (
     Parameter("E_g", "eV", 1.6, "band gap: energy of an emitted PL photon "
@@ -107,6 +104,7 @@ ION_PARAMETERS: tuple[Parameter, ...] = (
               log=False),
 )
 
+
 ION_DEFAULTS = {p.name: p.default for p in ION_PARAMETERS}
 
 
@@ -137,55 +135,6 @@ def ion_params(values: Mapping[str, float] | None = None, /, **kwargs) -> dict[s
                              f"{out['M_mob']!r}: expected 0 <= m0 <= M_mob")
     return out
 
-
-# -- the fast model the reservoir talks to -----------------------------------------------------
-
-_Q = Parameter("Q", "s^-1", 0.0, "capture rate by mobile-ion quenchers (lost, not detrapped)",
-               log=False, fit_lower=0.0, fit_upper=1e9)
-
-
-@dataclass(frozen=True)
-class TrapDetrapQuench(TrapDetrap):
-    r"""``trap_detrap`` plus a direct non-radiative loss :math:`-Q n` through mobile-ion quenchers.
-
-    .. math::
-
-        \dot n = G - (A + Q) n - B n^2 - C n^3 + D n_d, \qquad
-        \dot n_d = A n - D n_d - K_1 n_d.
-
-    With Q = 0 it is ``trap_detrap`` exactly.
-    """
-
-    name: ClassVar[str] = "trap_detrap_quench"
-    description: ClassVar[str] = "trap_detrap plus direct capture -Q n by mobile-ion quenchers"
-    parameters: ClassVar[tuple[Parameter, ...]] = TrapDetrap.parameters + (_Q,)
-    loss_fluxes: ClassVar[tuple[str, ...]] = ("bimolecular", "auger", "trap_relaxation",
-                                              "quenching")
-    fluxes_reported: ClassVar[tuple[str, ...]] = (
-        "trapping", "detrapping", "bimolecular", "auger", "trap_relaxation", "quenching")
-
-    def coefficients(self, values, n_ref, t_ref=NS):
-        c = super().coefficients(values, n_ref, t_ref)
-        c["q"] = values["Q"] * t_ref
-        return c
-
-    def vector_field(self, t, y, c):
-        du, dv = super().vector_field(t, y, c)
-        return (du - c["q"] * y[0], dv)
-
-    def fluxes(self, y, c):
-        fl = super().fluxes(y, c)
-        fl["quenching"] = c["q"] * y[0]
-        return fl
-
-    def max_rate(self, values):
-        return super().max_rate(values) + values["Q"]
-
-
-FAST_MODEL = TrapDetrapQuench()
-
-
-# -- the slow right-hand side and its exact step -----------------------------------------------
 
 def detrapping_rate(x, ions: Mapping[str, float]):
     """D = K sigma' n_ion in s^-1."""
@@ -223,12 +172,6 @@ def rhs(P, x, m, ions: Mapping[str, float]):
     return ax - bx * x, am - bm * m
 
 
-def exact_step(y, a, b, h):
-    r"""Exact solution of :math:`\dot y = a - b y` (a, b constant, b > 0) after time h."""
-    y_inf = a / b
-    return y_inf + (y - y_inf) * np.exp(-b * h)
-
-
 def steady_state(P, ions: Mapping[str, float]):
     r"""Analytic steady state under constant phonon power P.
 
@@ -243,35 +186,3 @@ def steady_state(P, ions: Mapping[str, float]):
     x = yp * ions["N_ion"] / (yp + ions["N_ion"] / ions["tau_ion"])
     s = x / ions["N_ion"] * (P / ions["P_mob"]) ** ions["p_mob"]
     return x, ions["M_mob"] * s / (1.0 + s)
-
-
-def integrate_prescribed(P_of_t, t_grid, ions: Mapping[str, float], x0=None, m0=None):
-    r"""Slow states on ``t_grid`` (s) for a prescribed phonon power ``P_of_t(t)`` (decoupled mode).
-
-    Second-order exponential integrator: on each interval the coefficients :math:`a, b` are
-    the averages of their values at the two ends (a predictor gives the right end), then the
-    linear ODE is stepped exactly (x first, then m with x at both ends). Exact for x when P is
-    constant on each interval.
-    """
-    t_grid = np.asarray(t_grid, float)
-    x = ions["n_ion0"] if x0 is None else float(x0)
-    m = ions["m0"] if m0 is None else float(m0)
-    xs, ms = [x], [m]
-    for t0, t1 in zip(t_grid[:-1], t_grid[1:]):
-        h = t1 - t0
-        p0, p1 = P_of_t(t0), P_of_t(t1)
-        ax0, bx0, _, _ = rates(p0, x, ions)
-        ax1, bx1, _, _ = rates(p1, x, ions)
-        x_new = exact_step(x, 0.5 * (ax0 + ax1), 0.5 * (bx0 + bx1), h)
-        _, _, am0, bm0 = rates(p0, x, ions)
-        _, _, am1, bm1 = rates(p1, x_new, ions)
-        m_new = exact_step(m, 0.5 * (am0 + am1), 0.5 * (bm0 + bm1), h)
-        x, m = float(x_new), float(m_new)
-        xs.append(x)
-        ms.append(m)
-    return np.asarray(xs), np.asarray(ms)
-
-
-__all__ = ["ION_PARAMETERS", "ION_DEFAULTS", "ion_params", "TrapDetrapQuench", "FAST_MODEL",
-           "detrapping_rate", "quenching_rate", "rates", "rhs", "exact_step", "steady_state",
-           "integrate_prescribed"]

@@ -21,12 +21,16 @@ import numpy as np
 from scipy.integrate import solve_ivp
 from scipy.optimize import least_squares
 
-from jaxsim import data as D
-from jaxsim.instrument import make_layout, simulate_counts
-from jaxsim.models import get_model
+from jaxsim import io as D
+from jaxsim.physics.registry import get_model
+from jaxsim.studies.instrument import make_layout, simulate_counts
 
 TRUTH = {"A": 2e7, "D": 5e6, "K1": 1e6}
+
+
 FIXED = {"B": 1e-10, "C": 1e-28, "G": 0.0}
+
+
 N0 = np.array([1e16, 1e17])
 
 
@@ -67,7 +71,7 @@ def _global_problem(seed=0, n_bins=200, w=2e-9, fwhm=3e-9, pulse=20.7e-9):
 def _bench_global(quick: bool) -> list[dict]:
     import warnings
 
-    from jaxsim.fit import FitWarning, _Batched, build_problem, fit
+    from jaxsim.studies.fit import FitWarning, _Batched, build_problem, fit
 
     ds, irf, off = _global_problem()
     kw = dict(free=("A", "D", "K1"), fixed={"B": FIXED["B"], "C": FIXED["C"]},
@@ -122,8 +126,8 @@ def _bench_global(quick: bool) -> list[dict]:
 
 
 def _bench_batch(quick: bool) -> list[dict]:
-    from jaxsim.fit import fit_many
-    from jaxsim.solve import solve
+    from jaxsim.numerics.reference import solve
+    from jaxsim.studies.fit import fit_many
 
     n = 100 if quick else 1000
     n_scipy = 3 if quick else 10

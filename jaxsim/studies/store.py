@@ -1,4 +1,4 @@
-r"""The sweep store: a resumable zarr v3 group that ``xarray.open_zarr`` reads.
+"""The sweep store: a resumable zarr v3 group that ``xarray.open_zarr`` reads.
 
 Layout of ``STORE.zarr``::
 
@@ -36,12 +36,18 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from jaxsim.params import ParameterError
-from jaxsim.spec import CURVE_UNITS, SweepSpec, parse_spec
+from jaxsim.physics.errors import ParameterError
+from jaxsim.studies.spec import CURVE_UNITS, SweepSpec, parse_spec
 
 FORMAT = "jaxsim-sweep-1"
+
+
 CHUNK_BYTES = 16 * 2**20  # gridded zarr chunks are at most this big (before compression)
+
+
 WHOLE_BYTES = 2**30  # finalize scatters a whole variable (or column block) of up to this size
+
+
 SLAB_BYTES = 256 * 2**20  # ... else slabs of the grid of up to this size (all variables)
 
 
@@ -63,7 +69,7 @@ def _open(path, mode="r+"):
 
 def variable_attrs(spec: SweepSpec, name: str) -> dict:
     """Units and meaning of a stored variable."""
-    from jaxsim.observables import SUMMARIES
+    from jaxsim.observables.summaries import SUMMARIES
 
     if name in SUMMARIES:
         s = SUMMARIES[name]
@@ -72,7 +78,7 @@ def variable_attrs(spec: SweepSpec, name: str) -> dict:
             attrs["diffusion_coefficient_cm2_per_s"] = spec.diffusion_coefficient
         return attrs
     if name == "carrier_accumulation_percent":
-        from jaxsim.pulses import PULSE_SUMMARIES
+        from jaxsim.numerics.pulses import PULSE_SUMMARIES
 
         unit, meaning = PULSE_SUMMARIES[name]
         return {"units": unit, "long_name": meaning}
@@ -84,7 +90,7 @@ def variable_attrs(spec: SweepSpec, name: str) -> dict:
         return {"units": SUMMARIES[s].unit,
                 "long_name": f"elasticity d {s} / d ln {p} (change of {s} per e-fold of {p})"}
     if name == "status":
-        from jaxsim.solve import STATUS_MESSAGES
+        from jaxsim.numerics.config import STATUS_MESSAGES
 
         return {"units": "1", "long_name": "solver status per point: -1 not computed, " +
                 ", ".join(f"{i} {m}" for i, m in enumerate(STATUS_MESSAGES))}
@@ -207,7 +213,7 @@ def create_store(path, spec: SweepSpec, index: np.ndarray | None, *, overwrite: 
     raw.create_array("done", shape=(-(-n // c),), chunks=(1,), dtype="uint8",
                      dimension_names=["chunk"], fill_value=0)
     g.attrs.update(format=FORMAT, jaxsim_spec=spec.to_toml(), jaxsim_fingerprint=spec.fingerprint(),
-                   jaxsim_version=version, model=spec.model, n_points=n, chunk_size=c,
+                   jaxsim_version=version, model=spec.model.name, n_points=n, chunk_size=c,
                    n_chunks=-(-n // c), axes=list(spec.axis_names), complete=False,
                    order="stiffness" if index is not None else "grid")
     _consolidate(path)
@@ -244,7 +250,7 @@ def open_store(path, spec: SweepSpec | None = None) -> Store:
 
 
 def _spec_diff(a: SweepSpec, b: SweepSpec) -> str:
-    from jaxsim.spec import to_dict
+    from jaxsim.studies.spec import to_dict
 
     da, db = to_dict(a), to_dict(b)
     keys = []
@@ -399,7 +405,3 @@ def open_sweep(path):
         dims = list(spec.axis_names) + (["t"] if tail else [])
         data[name] = (dims, vals, variable_attrs(spec, name))
     return xr.Dataset(data, coords=coords, attrs=dict(store.group.attrs))
-
-
-__all__ = ["Store", "StoreError", "create_store", "open_store", "open_sweep", "finalize",
-           "check_disk", "variable_attrs", "FORMAT"]

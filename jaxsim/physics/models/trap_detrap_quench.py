@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from jaxsim.physics.model import NS
+from jaxsim.physics.models.trap_detrap import TrapDetrap
+from jaxsim.physics.registry import register
+from jaxsim.physics.parameters import Parameter
+
+_Q = Parameter("Q", "s^-1", 0.0, "capture rate by mobile-ion quenchers (lost, not detrapped)",
+               log=False, fit_lower=0.0, fit_upper=1e9)
+
+
+@dataclass(frozen=True)
+class TrapDetrapQuench(TrapDetrap):
+    r"""``trap_detrap`` plus a direct non-radiative loss :math:`-Q n` through mobile-ion quenchers.
+
+    .. math::
+
+        \dot n = G - (A + Q) n - B n^2 - C n^3 + D n_d, \qquad
+        \dot n_d = A n - D n_d - K_1 n_d.
+
+    With Q = 0 it is ``trap_detrap`` exactly.
+    """
+
+    name: ClassVar[str] = "trap_detrap_quench"
+    description: ClassVar[str] = "trap_detrap plus direct capture -Q n by mobile-ion quenchers"
+    parameters: ClassVar[tuple[Parameter, ...]] = TrapDetrap.parameters + (_Q,)
+    loss_fluxes: ClassVar[tuple[str, ...]] = ("bimolecular", "auger", "trap_relaxation",
+                                              "quenching")
+    fluxes_reported: ClassVar[tuple[str, ...]] = (
+        "trapping", "detrapping", "bimolecular", "auger", "trap_relaxation", "quenching")
+
+    def coefficients(self, values, n_ref, t_ref=NS):
+        c = super().coefficients(values, n_ref, t_ref)
+        c["q"] = values["Q"] * t_ref
+        return c
+
+    def vector_field(self, t, y, c):
+        du, dv = super().vector_field(t, y, c)
+        return (du - c["q"] * y[0], dv)
+
+    def fluxes(self, y, c):
+        fl = super().fluxes(y, c)
+        fl["quenching"] = c["q"] * y[0]
+        return fl
+
+    def max_rate(self, values):
+        return super().max_rate(values) + values["Q"]
+
+
+FAST_MODEL = register(TrapDetrapQuench())
