@@ -43,7 +43,7 @@ def test_pl_lifetime_at_b_zero_is_an_error_not_nan():
 
 def test_quencher_model_shares_conserve_carriers():
     model = get_model("trap_detrap_quench")
-    sol = jaxsim.solve(model, dict(Q=1e7), TS, rtol=1e-8)
+    sol = jaxsim.solve(model, dict(Q=1e7), TS, rtol=1e-9)
     names = [f"share_{ch}" for ch in model.loss_fluxes] + ["share_remaining"]
     s = summaries(sol, names)
     assert float(np.asarray(s["share_quenching"])) > 0.05

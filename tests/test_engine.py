@@ -257,7 +257,7 @@ def test_cw_generation_plqy_and_tau_1e_outside_window():
     f = chunk_solver("trap_detrap", t1=t1, summaries=("plqy", "tau_1e_n"))
     out = f(values)
     assert list(np.asarray(out["status"])) == [0, 0]
-    ref = solve_summaries(jaxsim.solve("trap_detrap", values, np.linspace(0, t1, 201), rtol=1e-8),
+    ref = solve_summaries(jaxsim.solve("trap_detrap", values, np.linspace(0, t1, 201), rtol=1e-9),
                           ["plqy"])
     np.testing.assert_allclose(np.asarray(out["plqy"]), np.asarray(ref["plqy"]), rtol=1e-4)
     assert np.isinf(np.asarray(out["tau_1e_n"])[0])      # 1/A = 10 us >> 50 ns window

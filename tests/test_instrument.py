@@ -38,7 +38,7 @@ def bin_reference(t_first, shift):
 def binned():
     irf, off = gaussian_irf(2.5e-9, W)
     lay = make_layout(T, W, 0.0, irf_len=irf.size, irf_offset=off, shift_min=0.0)
-    cfg = SolverConfig(rtol=1e-8)
+    cfg = SolverConfig(rtol=1e-9)
     vals = {k: jnp.asarray(v) for k, v in VALUES.items()}
     f = jax.jit(lambda k, amp, bg, s: predict(MODEL, vals, amp, bg, s, 0.0, k, lay, cfg))
     return f, irf, off
@@ -84,7 +84,7 @@ def test_points_sample_the_decay():
     lay = make_layout(60, 2e-9, 1e-9, sampling="points", shift_min=0.0)
     vals = {k: jnp.asarray(v) for k, v in VALUES.items()}
     mu, status = jax.jit(lambda s: predict(MODEL, vals, 2.0, 0.1, s, 1e-9, None, lay,
-                                           SolverConfig(rtol=1e-8)))(0.5e-9)
+                                           SolverConfig(rtol=1e-9)))(0.5e-9)
     t = 1e-9 + 2e-9 * np.arange(60)
     ref = 2.0 * np.array([pl_norm(x - 0.5e-9) for x in t]) + 0.1
     np.testing.assert_allclose(np.asarray(mu), ref, rtol=1e-5)

@@ -108,7 +108,7 @@ def test_quench_model_solve_matches_scipy_radau():
 
     vals = dict(A=1e7, B=1e-10, C=1e-28, D=3e6, K1=1e5, n0=1e16, G=0.0, Q=2e6)
     ts = np.linspace(0.0, 2e-6, 41)
-    sol = solve(FAST_MODEL, vals, ts, rtol=1e-9)
+    sol = solve(FAST_MODEL, vals, ts, rtol=1e-10)
 
     def f(t, y):
         n, nd = y

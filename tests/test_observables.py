@@ -19,7 +19,7 @@ from jaxsim.physics.errors import ParameterError
 # the shapes of tests/test_solve.py (8 curves x 61 points), so compiled functions are shared
 T = np.linspace(0.0, 500e-9, 61)
 BATCH = 8
-TIGHT = dict(rtol=1e-9)
+TIGHT = dict(rtol=1e-10)
 
 
 def fit_batch(t, ys):

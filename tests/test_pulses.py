@@ -15,7 +15,7 @@ from jaxsim.numerics.pulses import brute_force, pears_times, steady_state_decay
 from jaxsim.physics.errors import ParameterError
 from jaxsim.physics.registry import get_model
 
-CFG = SolverConfig(rtol=1e-8)
+CFG = SolverConfig(rtol=1e-9)
 TS = np.array([0, 1, 2, 5, 10, 15, 20, 30, 40, 45, 50]) * 1e-9  # within the shortest period
 N0 = np.array([1e17, 1e18])[:, None]
 RATE = np.array([1e7, 2e7])[None, :]  # 100 ns and 50 ns periods

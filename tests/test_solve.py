@@ -17,7 +17,7 @@ from jaxsim.physics.registry import get_model
 
 BATCH = 8
 TS = np.concatenate([[0.0], np.logspace(-10, np.log10(2e-6), 60)])
-TIGHT = SolverConfig(rtol=1e-9)
+TIGHT = SolverConfig(rtol=1e-10)
 DEFAULT = SolverConfig()
 F32 = SolverConfig(dtype="float32")
 B, C = 1e-10, 1e-28
@@ -228,7 +228,7 @@ def test_stiff_case_against_scipy():
     v["A"][:] = 1e8
     v["D"][:] = 1e8
     ts = np.concatenate([[0.0], np.logspace(-10, -3, 60)])
-    sol = solve("trap_detrap", v, ts, rtol=1e-8)
+    sol = solve("trap_detrap", v, ts, rtol=1e-9)
     assert sol.solver == "kvaerno5" and sol.ok
     ref = np.stack([radau_trap_detrap(v, i, ts) for i in range(BATCH)])
     rel, _ = rel_error(stacked(sol), ref, v["n0"], floor=1e-6)
@@ -238,7 +238,7 @@ def test_stiff_case_against_scipy():
 @pytest.mark.slow
 def test_many_random_points_against_radau():
     v = random_trap_detrap(9, 64)
-    sol = solve("trap_detrap", v, TS, rtol=1e-9)
+    sol = solve("trap_detrap", v, TS, rtol=1e-10)
     ref = np.stack([radau_trap_detrap(v, i, TS) for i in range(64)])
     rel, small = rel_error(stacked(sol), ref, v["n0"])
     assert rel <= 1e-7 and small <= 1e-15

@@ -3,45 +3,37 @@ states and the slow-time integrator.
 """
 
 from jaxsim.numerics.config import (  # noqa: F401
-    STIFF_THRESHOLD,
-    LOCAL_SAFETY,
-    STATUS_MESSAGES,
-    SOLVERS,
     DTYPES,
+    SOLVERS,
+    STATUS_MESSAGES,
+    STIFF_THRESHOLD,
     SolverConfig,
-    persistent_rate,
     choose_solver,
-    pid_controller,
+    stiffness_index,
 )
 from jaxsim.numerics.reference import (  # noqa: F401
-    check_times,
     ScaledSolution,
-    initial_step,
-    solve_scaled,
     Solution,
-    INTEGRAL_UNITS,
-    padded_size,
     batched_solver,
+    check_times,
+    initial_step,
     solve,
+    solve_scaled,
 )
 
 __all__ = [
     'STIFF_THRESHOLD',
-    'LOCAL_SAFETY',
     'STATUS_MESSAGES',
     'SOLVERS',
     'DTYPES',
     'SolverConfig',
-    'persistent_rate',
     'choose_solver',
-    'pid_controller',
+    'stiffness_index',
     'check_times',
     'ScaledSolution',
     'initial_step',
     'solve_scaled',
     'Solution',
-    'INTEGRAL_UNITS',
-    'padded_size',
     'batched_solver',
     'solve',
 ]

@@ -1,3 +1,17 @@
+r"""Solver settings, and the one statement of what ``rtol`` and ``atol`` mean.
+
+``rtol`` and ``atol`` are the tolerances of the local error of one step, on every path (the
+reference diffrax solve, the chunk engine, pulse trains, fits, protocols): a step is accepted
+when the RMS over the state components (the model's scaled states and the running integrals)
+of :math:`e_i / (\mathrm{atol} + \mathrm{rtol} \max(|y_i|, |y_i'|))` is at most 1. ``atol`` is
+absolute in the scaled variable u = n / n_ref (default ``rtol * 1e-6``, so a decay's tail is
+controlled six decades down, as log-scale losses need). The error delivered at the end of a
+decay is of the order of ``rtol``: docs/core.md gives measured errors against float64 Radau.
+
+:meth:`SolverConfig.diffrax_solver`, :meth:`SolverConfig.controller` and
+:meth:`SolverConfig.diffrax_adjoint` are the one place where settings become diffrax objects.
+"""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,10 +25,6 @@ from jaxsim.physics.errors import ParameterError
 from jaxsim.physics.model import NS, Model
 
 STIFF_THRESHOLD = 1e5
-
-
-#: controller tolerance / requested tolerance (see ``SolverConfig.local_tolerances``)
-LOCAL_SAFETY = 0.1
 
 
 STATUS_MESSAGES = (
@@ -78,53 +88,57 @@ class SolverConfig:
     def abs_tol(self) -> float:
         return self.rtol * 1e-6 if self.atol is None else self.atol
 
-    @property
-    def local_tolerances(self) -> tuple[float, float]:
-        """(rtol, atol) handed to the step-size controller.
+    def controller(self) -> diffrax.PIDController:
+        """diffrax's step-size controller for these tolerances (module docstring).
 
-        The controller bounds the local error per step; the global error of the saved curve
-        accumulates to several times that (measured for Tsit5 over 2 us, trap_detrap:
-        ~8x). So the controller gets ``LOCAL_SAFETY`` x (rtol, atol), which makes the
-        requested ``rtol`` about the relative error delivered (worst pointwise error where
-        n >= 1e-8 n0, 16 random trap_detrap points to 2 us, against SciPy Radau: 1.9e-6 at
-        rtol 1e-6, 8.6e-8 at 1e-7, 1.4e-8 at 1e-8, 9e-10 at 1e-9). The local rtol is floored
-        at 8 ulps of the dtype (float32: ~1e-6).
+        Its rtol is floored at 8 ulps of the dtype (float32: ~1e-6): below that the error
+        estimate is rounding noise. The chunk engine discounts that noise instead.
         """
         floor = 8 * float(np.finfo(DTYPES[self.dtype]).eps)
-        rtol = max(self.rtol * LOCAL_SAFETY, floor)
-        return rtol, self.abs_tol * LOCAL_SAFETY
+        return diffrax.PIDController(rtol=max(self.rtol, floor), atol=self.abs_tol)
+
+    def diffrax_solver(self, name: str | None = None):
+        """The diffrax solver ``name`` (default ``self.solver``; ``auto`` without concrete
+        values to choose by, as under ``jit``, means Tsit5)."""
+        name = name or self.solver
+        return SOLVERS["tsit5" if name == "auto" else name]()
+
+    def diffrax_adjoint(self, forward: bool | None = None):
+        """How derivatives pass through a solve: forward mode (``jax.jvp``/``jacfwd``) or
+        checkpointed reverse mode. ``forward`` overrides ``self.adjoint``."""
+        if forward is None:
+            forward = self.adjoint == "forward"
+        return diffrax.ForwardMode() if forward else diffrax.RecursiveCheckpointAdjoint()
 
     def with_solver(self, solver: str) -> "SolverConfig":
         return SolverConfig(solver, self.rtol, self.atol, self.max_steps, self.dtype,
                             self.adjoint, self.t_ref)
 
 
-def persistent_rate(model: Model, values: dict) -> np.ndarray:
-    """The model's rate bound (``max_rate``) with the density terms taken at late times.
+def stiffness_index(model: Model, values: dict, window, *, repeated: bool = False) -> np.ndarray:
+    r"""The stiffness rule's measure: :math:`S = \lambda\,T`, the model's bound on the Jacobian's
+    spectral radius (``max_rate``, s^-1) times the window ``window`` (s).
 
-    Without generation the density only falls, so the B n0 and C n0^2 terms of ``max_rate``
-    are a transient at t = 0 that an adaptive explicit solver follows with short first steps
-    (accuracy-limited, not stability-limited); what makes a solve stiff is a rate that
-    persists, such as A + D + K1. With a generation rate G > 0 the density stays up, so n0 is
-    kept (conservative).
+    After one pulse with no generation the density only falls, so the B n0 and C n0^2 terms of
+    ``max_rate`` are a transient at t = 0 that an adaptive explicit solver follows with short
+    first steps (accuracy-limited, not stability-limited): they are dropped, and what makes a
+    solve stiff is a rate that persists, such as A + D + K1. They are kept with a generation
+    rate G > 0 (the density stays up) and for pulse trains (``repeated``: the density returns
+    with every pulse).
     """
     vals = {k: np.asarray(v, dtype=float) for k, v in values.items()}
-    if "n0" in vals:
+    if "n0" in vals and not repeated:
         g = vals.get("G", np.zeros(()))
         vals["n0"] = np.where(g > 0, vals["n0"], 0.0)
-    return np.asarray(model.max_rate(vals))
+    return np.asarray(model.max_rate(vals)) * np.asarray(window, dtype=float)
 
 
-def choose_solver(model: Model, values: dict, t1: float) -> str:
-    """The documented rule: 'tsit5' unless max stiffness index over the batch > 1e5."""
+def choose_solver(model: Model, values: dict, window, *, repeated: bool = False) -> str:
+    """The one solver rule: Tsit5 unless the largest :func:`stiffness_index` of the batch
+    exceeds ``STIFF_THRESHOLD`` (1e5; an explicit solver would then need ~3e4 steps for
+    stability alone), then Kvaerno5 (implicit). Tsit5 under ``jit`` (no concrete values)."""
     try:
-        rate = persistent_rate(model, values)
+        index = stiffness_index(model, values, window, repeated=repeated)
     except jax.errors.TracerArrayConversionError:
         return "tsit5"
-    return "kvaerno5" if float(np.max(rate)) * float(t1) > STIFF_THRESHOLD else "tsit5"
-
-
-def pid_controller(config: SolverConfig) -> diffrax.PIDController:
-    """The step-size controller of a solve: PID with ``config.local_tolerances``."""
-    rtol, atol = config.local_tolerances
-    return diffrax.PIDController(rtol=rtol, atol=atol)
+    return "kvaerno5" if float(np.max(index)) > STIFF_THRESHOLD else "tsit5"

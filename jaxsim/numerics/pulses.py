@@ -30,10 +30,10 @@ steady-state decay,
 evaluated, as PEARS does, on :math:`t = 0` plus log-spaced times from :math:`10^{-4}` ns to
 :math:`T`.
 
-All fast solves are scaled like the core (:math:`u = n/n_\mathrm{ref}`, time in
-``config.t_ref``), with the core's step-size controller (:func:`jaxsim.solve.pid_controller`:
-``rtol`` means what it means in :func:`jaxsim.solve.solve`) and first step
-(:func:`jaxsim.solve.initial_step`); :func:`periodic_steady_state` lets the caller choose
+All fast solves integrate the core's scaled problem (:class:`~jaxsim.numerics.problem.ScaledProblem`:
+:math:`u = n/n_\mathrm{ref}`, time in ``config.t_ref``, the same integrands, first step and
+:func:`~jaxsim.numerics.problem.integrate`, so ``rtol`` means what it means everywhere,
+:mod:`jaxsim.numerics.config`); :func:`periodic_steady_state` lets the caller choose
 :math:`n_\mathrm{ref}` per lane, which CW-only or dark lanes (:math:`n_0 = 0`) need.
 
 Sweeps: :func:`steady_state_chunk_solver` is a chunk function with the call contract of
@@ -51,19 +51,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsim import observables
 from jaxsim.numerics.config import (
     DTYPES,
     FAILED,
-    MAX_STEPS,
     NON_FINITE,
     SOLVERS,
-    STIFF_THRESHOLD,
     SUCCESS,
     SolverConfig,
-    pid_controller,
+    choose_solver,
 )
-from jaxsim import observables
-from jaxsim.numerics.reference import ScaledSolution, Solution, initial_step
+from jaxsim.numerics.problem import ScaledProblem, flag_non_finite, integrate
+from jaxsim.numerics.reference import ScaledSolution, Solution
 from jaxsim.physics.errors import ParameterError
 from jaxsim.physics.model import Model, pl_scale
 from jaxsim.physics.parameters import Parameter, Params, as_params, broadcast
@@ -77,16 +76,6 @@ ACCUMULATION_POINTS = 2001
 NEWTON_TOL = 1e-9
 
 
-def _integrand_names(model: Model) -> tuple[str, ...]:
-    return ("pl", "t_pl", "n", "t_n") + tuple(model.fluxes_reported)
-
-
-def _status(result):
-    return jnp.where(
-        result == diffrax.RESULTS.successful, SUCCESS,
-        jnp.where(result == diffrax.RESULTS.max_steps_reached, MAX_STEPS, FAILED)).astype(jnp.int32)
-
-
 def advance(model: Model, c: dict, y0: tuple, t1, config: SolverConfig, solver: str = "tsit5",
             forward: bool = False):
     """State after scaled time ``t1`` from state ``y0`` at 0: :math:`\\Phi_{t_1}(y_0)`.
@@ -94,32 +83,14 @@ def advance(model: Model, c: dict, y0: tuple, t1, config: SolverConfig, solver: 
     Pure; ``forward=True`` makes it differentiable with ``jax.jvp``/``jacfwd`` (diffrax
     ``ForwardMode``). Returns ``(y1, status)``.
     """
+    problem = ScaledProblem(model)
     dtype = DTYPES[config.dtype]
     c = {k: jnp.asarray(v, dtype) for k, v in c.items()}
     y0 = tuple(jnp.asarray(v, dtype) for v in y0)
-    adjoint = diffrax.ForwardMode() if forward else diffrax.RecursiveCheckpointAdjoint()
     t1 = jnp.asarray(t1, dtype)
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(lambda t, y, args: tuple(model.vector_field(t, y, c))),
-        SOLVERS[solver](), t0=jnp.zeros((), dtype), t1=t1, dt0=initial_step(model, c, t1),
-        y0=y0, saveat=diffrax.SaveAt(t1=True), stepsize_controller=pid_controller(config),
-        max_steps=config.max_steps, throw=False, adjoint=adjoint)
-    return tuple(v[-1] for v in sol.ys), _status(sol.result)
-
-
-def _augmented_field(model: Model, c: dict):
-    """The rate equations plus the integrands of :func:`_integrand_names` (scaled)."""
-    k = len(model.state_names)
-
-    def field(t, y, args):
-        state = y[:k]
-        pl = model.pl(state, c)
-        fl = model.fluxes(state, c)
-        u = state[0]
-        return (tuple(model.vector_field(t, state, c)) + (pl, t * pl, u, t * u)
-                + tuple(fl[name] for name in model.fluxes_reported))
-
-    return field
+    sol, status = integrate(problem.state_field(c), y0, t1, diffrax.SaveAt(t1=True), config,
+                            solver, dt0=problem.initial_step(c, t1), forward=forward)
+    return tuple(v[-1] for v in sol.ys), status
 
 
 def advance_with_jacobian(model: Model, c: dict, z, t1, config: SolverConfig,
@@ -148,12 +119,10 @@ def advance_with_jacobian(model: Model, c: dict, z, t1, config: SolverConfig,
 
     t1 = jnp.asarray(t1, dtype)
     y0 = (jnp.asarray(z, dtype), jnp.eye(k, dtype=dtype))
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(field), SOLVERS[solver](), t0=jnp.zeros((), dtype), t1=t1,
-        dt0=initial_step(model, c, t1), y0=y0, saveat=diffrax.SaveAt(t1=True),
-        stepsize_controller=pid_controller(config), max_steps=config.max_steps, throw=False)
+    sol, status = integrate(field, y0, t1, diffrax.SaveAt(t1=True), config, solver,
+                            dt0=ScaledProblem(model).initial_step(c, t1), forward=False)
     s1, phi1 = (v[-1] for v in sol.ys)
-    return s1, phi1, _status(sol.result)
+    return s1, phi1, status
 
 
 def flow(model: Model, c: dict, y0: tuple, ts, t1, config: SolverConfig,
@@ -164,26 +133,22 @@ def flow(model: Model, c: dict, y0: tuple, ts, t1, config: SolverConfig,
     t PL, n, t n and every reported flux over [0, t1]) but from an arbitrary state and with the
     end time independent of the save times, as one period of a pulse train needs.
     """
+    problem = ScaledProblem(model)
     dtype = DTYPES[config.dtype]
     c = {k: jnp.asarray(v, dtype) for k, v in c.items()}
-    names = _integrand_names(model)
-    k = len(model.state_names)
-    y0 = tuple(jnp.asarray(v, dtype) for v in y0) + tuple(jnp.zeros((), dtype) for _ in names)
+    k = problem.n_states
     saveat = diffrax.SaveAt(subs=[
         diffrax.SubSaveAt(ts=jnp.asarray(ts, dtype), fn=lambda t, y, args: y[:k]),
         diffrax.SubSaveAt(t1=True)])
     t1 = jnp.asarray(t1, dtype)
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(_augmented_field(model, c)), SOLVERS[solver](), t0=jnp.zeros((), dtype),
-        t1=t1, dt0=initial_step(model, c, t1), y0=y0, saveat=saveat,
-        stepsize_controller=pid_controller(config), max_steps=config.max_steps, throw=False)
+    sol, status = integrate(problem.augmented_field(c), problem.augmented_state(y0, dtype), t1,
+                            saveat, config, solver, dt0=problem.initial_step(c, t1),
+                            forward=False)
     ys, last = sol.ys
-    last = tuple(v[-1] for v in last)
-    status = _status(sol.result)
-    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in (*ys, *last)]))
-    status = jnp.where((status == SUCCESS) & ~finite, NON_FINITE, status)
-    return ScaledSolution(ys=tuple(ys), integrals=dict(zip(names, last[k:])), final=last[:k],
-                          status=status, num_steps=jnp.asarray(sol.stats["num_steps"], jnp.int32))
+    final, integrals = problem.split(tuple(v[-1] for v in last))
+    status = flag_non_finite(status, *ys, *final, *integrals.values())
+    return ScaledSolution(ys=tuple(ys), integrals=integrals, final=final, status=status,
+                          num_steps=jnp.asarray(sol.stats["num_steps"], jnp.int32))
 
 
 def pulse_increment(model: Model, c: dict) -> jax.Array:
@@ -292,9 +257,8 @@ def pears_times(period_s: float, points: int = ACCUMULATION_POINTS) -> np.ndarra
 
 
 def choose_period_solver(model: Model, values: dict, period_s) -> str:
-    """'tsit5' unless the stiffness index over one period exceeds the core's threshold."""
-    rate = np.asarray(model.max_rate({k: np.asarray(v) for k, v in values.items()}))
-    return "kvaerno5" if float(np.max(rate * np.asarray(period_s))) > STIFF_THRESHOLD else "tsit5"
+    """The core's solver rule (:func:`~jaxsim.numerics.config.choose_solver`) over one period."""
+    return choose_solver(model, values, period_s, repeated=True)
 
 
 def _lane(model: Model, config: SolverConfig, solver: str, tol: float, max_newton: int,
@@ -392,8 +356,8 @@ def _physical(model: Model, params: Params, flat: dict, n_ref, out: ScaledSoluti
     c = {k: jnp.asarray(v)[:, None] for k, v in c.items()}
     pls = pl_scale(flat, n_ref)
     pl = phys(model.pl(out.ys, c), pls)
-    scales = {"pl": pls * tr, "t_pl": pls * tr**2, "n": n_ref * tr, "t_n": n_ref * tr**2}
-    integ = {k: phys(v, scales.get(k, n_ref)) for k, v in out.integrals.items()}
+    scales = ScaledProblem(model).integral_scales(flat, n_ref, tr)
+    integ = {k: phys(v, scales[k]) for k, v in out.integrals.items()}
     return Solution(model=model, t=jnp.asarray(ts), states=states, pl=pl, integrals=integ,
                     final=final, status=jnp.reshape(out.status, shape),
                     num_steps=jnp.reshape(out.num_steps, shape), params=params, solver=solver,
@@ -542,25 +506,21 @@ def _window_flow(model: Model, c: dict, y0, ts_states, ts_pl, t_win, t_end,
                  config: SolverConfig, solver: str):
     """One solve over [0, t_end] from ``y0`` (scaled): the states at ``ts_states``, scaled PL at
     ``ts_pl`` and states + integrals at ``t_win`` (<= t_end), so summaries cover [0, t_win]."""
+    problem = ScaledProblem(model)
     dtype = DTYPES[config.dtype]
-    names = _integrand_names(model)
-    k = len(model.state_names)
-    y0 = tuple(jnp.asarray(v, dtype) for v in y0) + tuple(jnp.zeros((), dtype) for _ in names)
+    k = problem.n_states
     saveat = diffrax.SaveAt(subs=[
         diffrax.SubSaveAt(ts=ts_states, fn=lambda t, y, args: y[:k]),
         diffrax.SubSaveAt(ts=ts_pl, fn=lambda t, y, args: model.pl(y[:k], c)),
         diffrax.SubSaveAt(ts=jnp.reshape(t_win, (1,)))])
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(_augmented_field(model, c)), SOLVERS[solver](), t0=jnp.zeros((), dtype),
-        t1=t_end, dt0=initial_step(model, c, t_end), y0=y0, saveat=saveat,
-        stepsize_controller=pid_controller(config), max_steps=config.max_steps, throw=False)
+    sol, status = integrate(problem.augmented_field(c), problem.augmented_state(y0, dtype),
+                            t_end, saveat, config, solver, dt0=problem.initial_step(c, t_end),
+                            forward=False)
     ys, pl, win = sol.ys
-    win = tuple(v[0] for v in win)
-    status = _status(sol.result)
-    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in (*ys, pl, *win)]))
-    status = jnp.where((status == SUCCESS) & ~finite, NON_FINITE, status)
-    return dict(ys=tuple(ys), pl=pl, final=win[:k], integrals=dict(zip(names, win[k:])),
-                status=status, num_steps=jnp.asarray(sol.stats["num_steps"], jnp.int32))
+    final, integrals = problem.split(tuple(v[0] for v in win))
+    status = flag_non_finite(status, *ys, pl, *final, *integrals.values())
+    return dict(ys=tuple(ys), pl=pl, final=final, integrals=integrals, status=status,
+                num_steps=jnp.asarray(sol.stats["num_steps"], jnp.int32))
 
 
 @functools.lru_cache(maxsize=16)
@@ -626,8 +586,8 @@ def _steady_core(model: Model, config: SolverConfig, solver: str, t1: float, ts_
         states = {nm: y * n_ref[:, None] for nm, y in zip(model.state_names, out["ys"])}
         pl = model.pl(out["ys"], c) * pls[:, None]
         if integral_names:
-            scales = {"pl": pls * tr, "t_pl": pls * tr**2, "n": n_ref * tr, "t_n": n_ref * tr**2}
-            integ = {kk: v * scales.get(kk, n_ref) for kk, v in out["integrals"].items()}
+            scales = ScaledProblem(model).integral_scales(vals, n_ref, tr)
+            integ = {kk: v * scales[kk] for kk, v in out["integrals"].items()}
             final = {nm: y * n_ref for nm, y in zip(model.state_names, out["final"])}
             # t: [0, t1], so carriers_in = n0 + G t1 whatever the save times
             sol = Solution(model=model, t=jnp.asarray([0.0, t1], dtype), states={},

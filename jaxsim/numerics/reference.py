@@ -13,14 +13,9 @@ Besides the states at the requested times, the solve integrates, as extra state,
 
 for every carrier flux :math:`\phi_k` of the model, so summaries need no saved curve.
 
-Solver rule (``solver="auto"``): explicit Tsit5 unless the stiffness index
-:math:`S = \lambda\,t_1` exceeds ``STIFF_THRESHOLD`` (1e5) at any point of the batch, where
-:math:`\lambda` is the model's bound on the Jacobian's spectral radius for the rates that
-persist through the decay (:func:`persistent_rate`; for ``trap_detrap``:
-:math:`A + D + K_1`, plus :math:`2 B n_0 + 3 C n_0^2` when G > 0); then Kvaerno5 (implicit).
-With S = 1e5 an explicit solver would need ~3e4 steps for stability alone. The density terms
-at t = 0 are a transient (n only falls without generation): Tsit5 follows them with short
-first steps, e.g. n0 = 1e20 cm^-3 (3 C n0^2 = 3e12 s^-1) takes ~100 steps.
+The integrands and their units come from :class:`~jaxsim.numerics.problem.ScaledProblem`;
+the solver rule (``solver="auto"``) and the meaning of ``rtol`` from
+:mod:`jaxsim.numerics.config`.
 """
 
 from __future__ import annotations
@@ -33,16 +28,13 @@ import numpy as np
 
 from jaxsim.numerics.config import (
     DTYPES,
-    FAILED,
-    MAX_STEPS,
-    NON_FINITE,
-    SOLVERS,
     STATUS_MESSAGES,
     SUCCESS,
     SolverConfig,
     choose_solver,
-    pid_controller,
 )
+from jaxsim.numerics.padding import bucket_size, pad_points
+from jaxsim.numerics.problem import ScaledProblem, flag_non_finite, integrate
 from jaxsim.physics.errors import ParameterError
 from jaxsim.physics.model import Model, pl_scale
 from jaxsim.physics.parameters import Params, as_params, broadcast
@@ -79,25 +71,9 @@ class ScaledSolution(eqx.Module):
     num_steps: jax.Array
 
 
-def _integrand_names(model: Model) -> tuple[str, ...]:
-    return ("pl", "t_pl", "n", "t_n") + tuple(model.fluxes_reported)
-
-
 def initial_step(model: Model, c: dict, t1):
-    r"""First step :math:`0.01 / r_0` with :math:`r_0 = \sum_i |f_i(y_0)| / \max_i |y_{0,i}|`.
-
-    The relative rate of change of the state at t = 0 (scaled units), capped at t1. diffrax's
-    automatic first step uses norms of f / atol, which overflow float32 when a fast transient
-    (e.g. Auger at n0 = 1e20 cm^-3) meets the small atol of an integral that starts at 0, and
-    then returns a zero step. The controller grows the step from here within a few steps.
-    """
-    y0 = model.initial_state(c)
-    f0 = model.vector_field(jnp.zeros_like(t1), y0, c)
-    num = sum(jnp.abs(f) for f in f0)
-    den = jnp.maximum(jnp.max(jnp.stack([jnp.abs(y) for y in y0])), jnp.finfo(t1.dtype).tiny)
-    rate = num / den
-    dt0 = jnp.where(rate > 0, 0.01 / jnp.where(rate > 0, rate, 1.0), t1)
-    return jnp.clip(dt0, 1e-6 * t1, t1)
+    """The first step of every diffrax solve (:meth:`ScaledProblem.initial_step`)."""
+    return ScaledProblem(model).initial_step(c, t1)
 
 
 def solve_scaled(model: Model, c: dict, ts, config: SolverConfig,
@@ -107,50 +83,23 @@ def solve_scaled(model: Model, c: dict, ts, config: SolverConfig,
     Pure and traceable: wrap it in ``jit``/``vmap``/``grad`` as needed. ``solver`` overrides
     ``config.solver`` ('auto' here means Tsit5: the rule needs concrete values; see ``solve``).
     """
+    problem = ScaledProblem(model)
     dtype = DTYPES[config.dtype]
     c = {k: jnp.asarray(v, dtype) for k, v in c.items()}
     ts = jnp.asarray(ts, dtype)
-    names = _integrand_names(model)
-    n_state = len(model.state_names)
-
-    def field(t, y, args):
-        state = y[:n_state]
-        dstate = model.vector_field(t, state, c)
-        pl = model.pl(state, c)
-        fl = model.fluxes(state, c)
-        u = state[0]
-        extra = (pl, t * pl, u, t * u) + tuple(fl[k] for k in model.fluxes_reported)
-        return tuple(dstate) + extra
-
-    y0 = tuple(model.initial_state(c)) + tuple(jnp.zeros((), dtype) for _ in names)
-    y0 = tuple(jnp.asarray(v, dtype) for v in y0)
-    name = solver or config.solver
-    if name == "auto":
-        name = "tsit5"
-    solver_obj = SOLVERS[name]()
-    controller = pid_controller(config)
-    adjoint = (diffrax.ForwardMode() if config.adjoint == "forward"
-               else diffrax.RecursiveCheckpointAdjoint())
+    k = problem.n_states
     saveat = diffrax.SaveAt(subs=[
-        diffrax.SubSaveAt(ts=ts, fn=lambda t, y, args: y[:n_state]),
+        diffrax.SubSaveAt(ts=ts, fn=lambda t, y, args: y[:k]),
         diffrax.SubSaveAt(t1=True),
     ])
     t1 = ts[-1]
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(field), solver_obj, t0=jnp.zeros((), dtype), t1=t1,
-        dt0=initial_step(model, c, t1), y0=y0, saveat=saveat, stepsize_controller=controller,
-        max_steps=config.max_steps, throw=False, adjoint=adjoint,
-    )
+    sol, status = integrate(problem.augmented_field(c),
+                            problem.augmented_state(model.initial_state(c), dtype), t1, saveat,
+                            config, solver, dt0=problem.initial_step(c, t1))
     ys, last = sol.ys
-    last = tuple(v[-1] for v in last)
-    integrals = dict(zip(names, last[n_state:]))
-    status = jnp.where(
-        sol.result == diffrax.RESULTS.successful, SUCCESS,
-        jnp.where(sol.result == diffrax.RESULTS.max_steps_reached, MAX_STEPS, FAILED))
-    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in (*ys, *last)]))
-    status = jnp.where((status == SUCCESS) & ~finite, NON_FINITE, status)
-    return ScaledSolution(ys=tuple(ys), integrals=integrals, final=last[:n_state],
-                          status=status.astype(jnp.int32),
+    final, integrals = problem.split(tuple(v[-1] for v in last))
+    status = flag_non_finite(status, *ys, *final, *integrals.values())
+    return ScaledSolution(ys=tuple(ys), integrals=integrals, final=final, status=status,
                           num_steps=jnp.asarray(sol.stats["num_steps"], jnp.int32))
 
 
@@ -159,7 +108,7 @@ class Solution(eqx.Module):
 
     ``states[name]`` and ``pl`` have shape ``batch + (len(t),)`` in cm^-3 and cm^-3 s^-1;
     ``integrals`` hold the time integrals from 0 to the last time (units in
-    :data:`INTEGRAL_UNITS`). ``status`` is 0 for success, otherwise an index
+    :data:`jaxsim.numerics.problem.INTEGRAL_UNITS`). ``status`` is 0 for success, otherwise an index
     into :data:`STATUS_MESSAGES`.
     """
 
@@ -200,11 +149,6 @@ class Solution(eqx.Module):
         return self
 
 
-INTEGRAL_UNITS = {"pl": "cm^-3", "t_pl": "cm^-3 s", "n": "cm^-3 s", "t_n": "cm^-3 s^2",
-                  "trapping": "cm^-3", "detrapping": "cm^-3", "bimolecular": "cm^-3",
-                  "auger": "cm^-3", "trap_relaxation": "cm^-3"}
-
-
 def _make_batched(model: Model, config: SolverConfig, solver: str):
     def one(values, ts_scaled):
         n_ref = values["n0"]
@@ -215,17 +159,6 @@ def _make_batched(model: Model, config: SolverConfig, solver: str):
 
 
 _BATCHED_CACHE: dict = {}
-
-
-def padded_size(n: int) -> int:
-    """Lanes a batch of n is padded to: a power of two >= 8 up to 1024, then multiples of 1024.
-
-    ``jit`` compiles once per batch shape; a few bucket sizes mean a handful of compiles
-    (~3 s each) instead of one per batch size.
-    """
-    if n <= 1024:
-        return max(8, 1 << max(n - 1, 0).bit_length())
-    return -(-n // 1024) * 1024
 
 
 def batched_solver(model: Model, config: SolverConfig, solver: str):
@@ -264,12 +197,7 @@ def solve(model, params: Params | dict | None = None, ts=None, *, config: Solver
     flat = {k: jnp.reshape(v, (-1,)) for k, v in p.values.items()}
     ts_scaled = jnp.asarray(ts / config.t_ref, DTYPES[config.dtype])
     size = int(np.prod(shape, dtype=int))
-    lanes = padded_size(size)
-    if lanes > size:  # repeat the first point: same stiffness, no extra steps for the batch
-        idx = jnp.concatenate([jnp.arange(size), jnp.zeros(lanes - size, int)])
-        padded = {k: v[idx] for k, v in flat.items()}
-    else:
-        padded = flat
+    padded = pad_points({k: np.asarray(v) for k, v in flat.items()}, bucket_size(size))
     out = batched_solver(model, config, solver)(padded, ts_scaled)
     out = jax.tree_util.tree_map(lambda x: x[:size], out)
 
@@ -282,19 +210,8 @@ def solve(model, params: Params | dict | None = None, ts=None, *, config: Solver
     final = {name: phys(y, n_ref) for name, y in zip(model.state_names, out.final)}
     pls = pl_scale(flat, n_ref)
     pl = phys(_scaled_pl_batch(model, out.ys, flat, n_ref, tr), pls)
-    integ = {}
-    for k, v in out.integrals.items():
-        if k == "pl":
-            s = pls * tr
-        elif k == "t_pl":
-            s = pls * tr**2
-        elif k == "n":
-            s = n_ref * tr
-        elif k == "t_n":
-            s = n_ref * tr**2
-        else:
-            s = n_ref
-        integ[k] = phys(v, s)
+    scales = ScaledProblem(model).integral_scales(flat, n_ref, tr)
+    integ = {k: phys(v, scales[k]) for k, v in out.integrals.items()}
     return Solution(
         model=model, t=jnp.asarray(ts), states=states, pl=pl, integrals=integ,
         final=final, status=jnp.reshape(out.status, shape),

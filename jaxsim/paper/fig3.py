@@ -29,7 +29,7 @@ from jaxsim.observables.lifetimes import biexp_fit_batch, diffusion_length
 
 B, C = 1e-10, 1e-28
 N_POINTS = 1001
-RTOL = 1e-8
+RTOL = 1e-9
 N_SERIES = 7  # A' values per panel (log-spaced, endpoints included)
 
 #: panel -> (label, n0, A' range, fit window end (s), D_c (cm^2/s), full-decay end (s))

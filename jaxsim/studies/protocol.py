@@ -46,6 +46,7 @@ import numpy as np
 
 from jaxsim.numerics.config import DTYPES, SUCCESS, SolverConfig
 from jaxsim.numerics.pulses import flow, periodic_state
+from jaxsim.numerics.padding import pad_points
 from jaxsim.numerics.slow_time import exact_step
 from jaxsim.physics.models.trap_detrap_quench import FAST_MODEL
 from jaxsim.physics import ions as ionmod
@@ -302,12 +303,6 @@ def _lane_inputs(protocol: Protocol, D, Q):
     return {k: np.asarray(v) for k, v in vals.items()}, np.asarray(n_ref), np.asarray(rep)
 
 
-def _pad(a: np.ndarray, n: int) -> np.ndarray:
-    if a.shape[0] == n:
-        return a
-    return np.concatenate([a, np.repeat(a[:1], n - a.shape[0], axis=0)], axis=0)
-
-
 def fast_steady_states(protocol: Protocol, D, Q, config: SolverConfig, solver: str = "tsit5"):
     """Fast periodic steady states at every lab sample (one batched call), physical units."""
     vals, n_ref, rep = _lane_inputs(protocol, D, Q)
@@ -315,8 +310,8 @@ def fast_steady_states(protocol: Protocol, D, Q, config: SolverConfig, solver: s
     padded = int(math.ceil(n / LANE_BUCKET) * LANE_BUCKET)
     dtype = DTYPES[config.dtype]
     fn = _fast_batch(config, protocol.decay_points, solver)
-    out = fn({k: jnp.asarray(_pad(v, padded), dtype) for k, v in vals.items()},
-             jnp.asarray(_pad(n_ref, padded), dtype), jnp.asarray(_pad(rep, padded), dtype))
+    out = fn({k: jnp.asarray(pad_points(v, padded), dtype) for k, v in vals.items()},
+             jnp.asarray(pad_points(n_ref, padded), dtype), jnp.asarray(pad_points(rep, padded), dtype))
     return {k: np.asarray(v)[:n] for k, v in out.items()}, rep
 
 
@@ -418,7 +413,7 @@ def _tau_avg(t: np.ndarray, y: np.ndarray) -> np.ndarray:
         _FIT_CACHE[key] = jax.jit(jax.vmap(lambda tt, yy: biexp_fit(tt, yy).tau_avg))
     ok = y[:, 0] > 0
     yn = np.where(ok[:, None], y / np.where(ok, y[:, 0], 1.0)[:, None], np.exp(-t / t[:, -1:]))
-    tau = np.asarray(_FIT_CACHE[key](jnp.asarray(_pad(t, padded)), jnp.asarray(_pad(yn, padded))))
+    tau = np.asarray(_FIT_CACHE[key](jnp.asarray(pad_points(t, padded)), jnp.asarray(pad_points(yn, padded))))
     return np.where(ok, tau[:rows], np.nan)
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxsim.numerics.padding import pad_points
 from jaxsim.physics.errors import ParameterError
 from jaxsim.studies.spec import SweepSpec
 from jaxsim.studies.store import (
@@ -324,7 +325,9 @@ def run_sweep(spec: SweepSpec, out, *, overwrite: bool = False, limit_points: in
                 idx = store.index(k)
                 chunks_run += 1
                 points_run += idx.size
-                yield k, _padded(chunk_values(spec, idx), c_pad)
+                values = chunk_values(spec, idx)
+                yield k, pad_points({n: np.asarray(v, np.float64) for n, v in values.items()},
+                                    c_pad)
 
         # chunks compute in worker threads (several at once on a CPU) while this thread
         # writes the finished ones, in order, each with its done marker
@@ -344,17 +347,6 @@ def run_sweep(spec: SweepSpec, out, *, overwrite: bool = False, limit_points: in
     _barrier("finalized", count)
     return SweepResult(Path(out), spec.n_points, store.n_chunks, chunks_run, points_run,
                        seconds, bool(complete or store.done_mask().all()), failed)
-
-
-def _padded(values: dict, size: int) -> dict:
-    """Pad each (n,) array to (size,) by repeating its first value (results are dropped)."""
-    out = {}
-    for k, v in values.items():
-        v = np.asarray(v, dtype=np.float64)
-        if v.size < size:
-            v = np.concatenate([v, np.full(size - v.size, v[0])])
-        out[k] = v
-    return out
 
 
 def _write(store: Store, k: int, outputs: dict, bar) -> int:
