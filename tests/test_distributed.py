@@ -13,7 +13,7 @@ import pytest
 import xarray as xr
 from tiny_sweep import tiny_spec
 
-from jaxsim.studies.spec import parse_spec
+from jaxsim.io.spec_files import parse_sweep_spec
 from jaxsim.studies.sweep import run_sweep
 
 SPEC = tiny_spec(chunk_size=8)
@@ -34,7 +34,7 @@ def test_two_processes_share_one_store(tmp_path):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     one = tmp_path / "one.zarr"
     if jax.default_backend() == "cpu":
-        run_sweep(parse_spec(SPEC), one, progress=False)
+        run_sweep(parse_sweep_spec(SPEC), one, progress=False)
     else:
         subprocess.run([sys.executable, "-m", "jaxsim", "sweep", str(spec_file), "--out",
                         str(one), "--no-progress"], env=env, check=True)

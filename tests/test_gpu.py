@@ -31,7 +31,7 @@ def test_engine_on_gpu_matches_radau(kind, dtype, tol):
 
 
 def test_sweep_store_on_gpu_agrees_with_cpu(tmp_path):
-    from jaxsim.studies.spec import parse_spec
+    from jaxsim.io.spec_files import parse_sweep_spec
     from jaxsim.studies.sweep import run_sweep
 
     text = """
@@ -46,7 +46,7 @@ n0 = { logspace = [1e15, 1e18, 9] }
 [observables]
 summaries = ["tau_mean_pl", "plqy", "share_trapping", "tau_avg_n"]
 """
-    spec = parse_spec(text)
+    spec = parse_sweep_spec(text)
     import xarray as xr
 
     run_sweep(spec, tmp_path / "gpu.zarr", progress=False)

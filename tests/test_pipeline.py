@@ -11,7 +11,7 @@ import xarray as xr
 
 import jaxsim
 from jaxsim.numerics.config import SolverConfig, stiffness_index
-from jaxsim.studies.spec import parse_spec
+from jaxsim.io.spec_files import parse_sweep_spec
 from jaxsim.studies.sweep import run_sweep
 
 SPEC = """
@@ -32,7 +32,7 @@ summaries = ["tau_mean_pl", "tau_mean_n", "plqy", "share_trapping"]
 
 @pytest.mark.parametrize("rtol", [1e-6, 1e-8])
 def test_solve_and_sweep_agree_within_rtol_with_as_many_steps(tmp_path, rtol):
-    spec = parse_spec(SPEC.format(rtol=rtol))
+    spec = parse_sweep_spec(SPEC.format(rtol=rtol))
     run_sweep(spec, tmp_path / "s.zarr", progress=False)
     ds = xr.open_zarr(tmp_path / "s.zarr").load()
     grid = ds[["tau_mean_pl"]].to_dataframe().reset_index()

@@ -16,13 +16,8 @@ import pytest
 import jaxsim  # noqa: F401  (float64)
 from jaxsim.numerics.config import SolverConfig
 from jaxsim.physics.errors import ParameterError
-from jaxsim.studies.protocol import (
-    EV,
-    fast_steady_states,
-    load_protocol,
-    protocol_from_dict,
-    run_protocol,
-)
+from jaxsim.studies.protocol import EV, fast_steady_states, protocol_from_dict, run_protocol
+from jaxsim.io.spec_files import load_protocol
 
 SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
 

@@ -185,7 +185,7 @@ def test_float32_high_density_does_not_stall_on_the_first_step():
     # diffrax's automatic first step (dt0=None) overflows float32 when Auger at n0 = 1e20
     # (3 C n0^2 = 3e12 s^-1) meets the small atol of the integrals: it used to return a zero
     # step and stall for max_steps (20000 steps, n unchanged). pulses now starts from
-    # jaxsim.solve.initial_step.
+    # jaxsim.numerics.initial_step.
     import jax
     import jax.numpy as jnp
 

@@ -15,17 +15,17 @@ import numpy as np
 import xarray as xr
 from tiny_sweep import tiny_spec
 
-from jaxsim.studies.spec import parse_spec
+from jaxsim.io.spec_files import parse_sweep_spec
 from jaxsim.studies.sweep import run_sweep
 
 SPEC = tiny_spec(chunk_size=10)
 
 CHILD = r"""
 import sys, jax
-from jaxsim.studies.spec import load_spec
+from jaxsim.io.spec_files import load_sweep_spec
 from jaxsim.studies.sweep import run_sweep
 assert len(jax.local_devices()) == 4, jax.local_devices()
-spec = load_spec(sys.argv[1])
+spec = load_sweep_spec(sys.argv[1])
 for chunk, out in ((40, sys.argv[2]), (10, sys.argv[3])):
     assert run_sweep(spec.replace(chunk_size=chunk), out, progress=False).complete
 print("devices", len(jax.local_devices()))
@@ -44,7 +44,7 @@ def test_four_devices_equal_one(tmp_path):
     spec_file.write_text(SPEC)
     one = tmp_path / "one.zarr"
     if jax.default_backend() == "cpu":
-        run_sweep(parse_spec(SPEC), one, progress=False)
+        run_sweep(parse_sweep_spec(SPEC), one, progress=False)
     else:  # compare CPU with CPU
         subprocess.run([sys.executable, "-m", "jaxsim", "sweep", str(spec_file), "--out",
                         str(one), "--no-progress"], env=_cpu_env(), check=True)

@@ -8,15 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxsim.physics.errors import ParameterError
-from jaxsim.studies.spec import (
-    SpecError,
-    SweepSpec,
-    Values,
-    from_dict,
-    load_spec,
-    parse_spec,
-    to_toml,
-)
+from jaxsim.studies.spec import SpecError, SweepSpec, Values, from_dict, to_toml
+from jaxsim.io.spec_files import load_sweep_spec, parse_sweep_spec
 
 BASE = """
 name = "t"
@@ -35,7 +28,7 @@ summaries = ["tau_mean_pl", "plqy"]
 
 
 def test_parse_values_and_grid():
-    spec = parse_spec(BASE)
+    spec = parse_sweep_spec(BASE)
     assert spec.axis_names == ("A", "D", "K1")
     assert spec.shape == (4, 3, 2) and spec.n_points == 24
     np.testing.assert_allclose(spec.axes[0].array(), [1e5, 1e6, 1e7, 1e8], rtol=1e-14)
@@ -48,7 +41,7 @@ def test_parse_values_and_grid():
 def test_grid_values_match_meshgrid():
     from jaxsim.studies.sweep import grid_values
 
-    spec = parse_spec(BASE)
+    spec = parse_sweep_spec(BASE)
     mesh = np.meshgrid(*[a.array() for a in spec.axes], indexing="ij")
     idx = np.arange(spec.n_points)
     vals = grid_values(spec, idx)
@@ -57,9 +50,9 @@ def test_grid_values_match_meshgrid():
 
 
 def test_toml_round_trip_and_fingerprint():
-    spec = parse_spec(BASE + '\n[observables.curves]\nvars = ["pl", "n"]\n'
+    spec = parse_sweep_spec(BASE + '\n[observables.curves]\nvars = ["pl", "n"]\n'
                       'ts = { logspace = [1e-10, 2e-6, 50] }\n')
-    again = parse_spec(to_toml(spec))
+    again = parse_sweep_spec(to_toml(spec))
     assert again == spec
     assert again.fingerprint() == spec.fingerprint()
     assert spec.replace(rtol=1e-7).fingerprint() != spec.fingerprint()
@@ -78,7 +71,7 @@ def test_round_trip_property(values, a, b, n):
     if n > 1 and a == b:
         return  # repeated values: rejected (tested below)
     spec = from_dict(raw)
-    again = parse_spec(to_toml(spec))
+    again = parse_sweep_spec(to_toml(spec))
     assert again == spec
     np.testing.assert_array_equal(again.axes[0].array(), np.asarray(values))
 
@@ -89,20 +82,20 @@ def test_python_constructor_equals_toml():
                             axes={"A": {"logspace": [1e5, 1e8, 4]},
                                   "D": {"linspace": [0.0, 1e8, 3]}, "K1": [1e2, 1e4]},
                             summaries=["tau_mean_pl", "plqy"])
-    assert spec == parse_spec(BASE)
+    assert spec == parse_sweep_spec(BASE)
 
 
 def test_bytes_estimate():
-    spec = parse_spec(BASE)
+    spec = parse_sweep_spec(BASE)
     # 2 float64 summaries + int8 status + int32 steps + int64 index
     assert spec.bytes_per_point() == 2 * 8 + 1 + 4 + 8
 
 
 def test_shipped_specs_parse():
     for name, least in (("default", 10**5), ("paper_fig3", 1), ("gpu_large", 10**8)):
-        spec = load_spec(name)
+        spec = load_sweep_spec(name)
         assert spec.n_points >= least, name
-    assert set(load_spec("default").axis_names) >= {"A", "D", "K1", "n0"}
+    assert set(load_sweep_spec("default").axis_names) >= {"A", "D", "K1", "n0"}
 
 
 # -- bad input --------------------------------------------------------------------------------
@@ -110,7 +103,7 @@ def test_shipped_specs_parse():
 
 def _err(text, *fragments):
     with pytest.raises(SpecError) as e:
-        parse_spec(text, source="x.toml")
+        parse_sweep_spec(text, source="x.toml")
     msg = str(e.value)
     for f in fragments:
         assert f in msg, msg
@@ -121,7 +114,7 @@ def _err(text, *fragments):
 def test_malformed_toml_names_line():
     bad = BASE.replace('K1 = [1e2, 1e4]', 'K1 = [1e2, 1e4')
     line = bad.splitlines().index("K1 = [1e2, 1e4") + 1
-    msg = _err(bad, "x.toml", "malformed TOML")
+    msg = _err(bad, "x.toml", "not valid TOML")
     assert f"line {line}" in msg or f"line {line + 1}" in msg
 
 
@@ -156,7 +149,7 @@ def test_other_bad_fields():
 
 def test_missing_file():
     with pytest.raises(FileNotFoundError, match="not found"):
-        load_spec("no_such_spec_anywhere")
+        load_sweep_spec("no_such_spec_anywhere")
 
 
 def test_values_logspace_closed_form():
@@ -168,12 +161,12 @@ def test_values_logspace_closed_form():
 
 def test_diffusion_coefficient_field():
     """A single-crystal sweep sets D_c; the default keeps older stores' fingerprints."""
-    base = parse_spec(BASE)
+    base = parse_sweep_spec(BASE)
     assert base.diffusion_coefficient == 0.017
     assert "diffusion_coefficient" not in to_toml(base)
-    crystal = parse_spec("diffusion_coefficient = 2.05\n" + BASE)
+    crystal = parse_sweep_spec("diffusion_coefficient = 2.05\n" + BASE)
     assert crystal.diffusion_coefficient == 2.05
-    assert parse_spec(to_toml(crystal)) == crystal
+    assert parse_sweep_spec(to_toml(crystal)) == crystal
     assert crystal.fingerprint() != base.fingerprint()
     _err("diffusion_coefficient = -1.0\n" + BASE, "diffusion_coefficient", "-1.0", "cm^2/s")
 
@@ -186,7 +179,7 @@ def test_sweep_diffusion_length_uses_the_spec_coefficient(tmp_path):
     text = ('diffusion_coefficient = 2.05\nname = "dc"\nmodel = "abc"\nt1 = 2e-6\n'
             'chunk_size = 4\n[axes]\nA = [1e6, 1e7]\n[observables]\n'
             'summaries = ["tau_avg_n", "diffusion_length"]\n')
-    run_sweep(parse_spec(text), tmp_path / "dc.zarr", progress=False)
+    run_sweep(parse_sweep_spec(text), tmp_path / "dc.zarr", progress=False)
     ds = xr.open_zarr(tmp_path / "dc.zarr")
     np.testing.assert_allclose(ds.diffusion_length.values,
                                np.sqrt(2.05 * ds.tau_avg_n.values), rtol=1e-12)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from jaxsim.studies.spec import parse_spec
+from jaxsim.io.spec_files import parse_sweep_spec
 from jaxsim.studies.store import (
     StoreError,
     create_store,
@@ -32,7 +32,7 @@ curves = { vars = ["pl"], ts = { linspace = [1e-9, 1e-6, 300] } }
 
 @pytest.fixture()
 def spec():
-    return parse_spec(SPEC)
+    return parse_sweep_spec(SPEC)
 
 
 def _outputs(spec, flat):
@@ -84,7 +84,7 @@ def test_permuted_chunks_land_on_their_grid_points(tmp_path, spec, monkeypatch, 
     assert ds["tau_mean_pl"].attrs["units"] == "s"
     assert ds["curve_pl"].dims == ("A", "D", "n0", "t")
     assert ds.attrs["jaxsim_version"] == "test" and ds.attrs["complete"]
-    assert parse_spec(ds.attrs["jaxsim_spec"]) == spec
+    assert parse_sweep_spec(ds.attrs["jaxsim_spec"]) == spec
     _check_gridded(ds, spec)
     raw = xr.open_zarr(tmp_path / "s.zarr", group="raw")
     np.testing.assert_array_equal(raw["index"].values, perm)
@@ -136,7 +136,7 @@ def test_not_a_store(tmp_path, spec):
 def test_disk_check_estimates_bytes(tmp_path, spec):
     assert spec.estimated_bytes() == 60 * (2 * 8 + 300 * 8 + 1 + 4 + 8)  # summaries, curve, ...
     store_mod.check_disk(spec, tmp_path / "s.zarr")
-    big = parse_spec(SPEC.replace("[1e15, 1e18, 5]", "[1e15, 1e18, 2000000]").replace(
+    big = parse_sweep_spec(SPEC.replace("[1e15, 1e18, 5]", "[1e15, 1e18, 2000000]").replace(
         "[1e5, 1e8, 4]", "[1e5, 1e8, 3000000]"))
     assert big.estimated_bytes() == 3000000 * 3 * 2000000 * (2 * 8 + 300 * 8 + 13)
     with pytest.raises(StoreError, match=r"would need about .* GB .* free"):

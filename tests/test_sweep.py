@@ -16,7 +16,7 @@ from scipy.integrate import solve_ivp
 from tiny_sweep import tiny_spec
 
 from jaxsim.cli import main
-from jaxsim.studies.spec import parse_spec
+from jaxsim.io.spec_files import parse_sweep_spec
 from jaxsim.studies.sweep import run_sweep
 
 SPEC = tiny_spec(chunk_size=8)
@@ -35,7 +35,7 @@ def spec_file(tmp_path_factory):
 def reference(spec_file):
     """An uninterrupted in-process run."""
     out = spec_file.parent / "ref.zarr"
-    res = run_sweep(parse_spec(SPEC), out, progress=False)
+    res = run_sweep(parse_sweep_spec(SPEC), out, progress=False)
     assert res.complete and res.points_run == 96 and res.chunks_run == 12
     return out
 
@@ -106,7 +106,7 @@ def test_sigkill_and_resume_equals_uninterrupted(spec_file, reference):
     assert 1 <= len(done) < 12, done
     # the files of finished chunks must not be written again by the resumed run
     before = {k: os.stat(out / "raw" / "tau_mean_pl" / "c" / str(k)).st_mtime_ns for k in done}
-    res = run_sweep(parse_spec(SPEC), out, progress=False)
+    res = run_sweep(parse_sweep_spec(SPEC), out, progress=False)
     assert res.chunks_run == 12 - len(done) and res.complete
     after = {k: os.stat(out / "raw" / "tau_mean_pl" / "c" / str(k)).st_mtime_ns for k in done}
     assert before == after
@@ -114,7 +114,7 @@ def test_sigkill_and_resume_equals_uninterrupted(spec_file, reference):
 
 
 def test_limit_then_resume_and_progress(tmp_path, reference, capsys):
-    spec = parse_spec(SPEC)
+    spec = parse_sweep_spec(SPEC)
     out = tmp_path / "part.zarr"
     first = run_sweep(spec, out, limit_points=20, progress=True)
     assert (first.points_run, first.chunks_run, first.complete) == (24, 3, False)

@@ -19,7 +19,8 @@ import jaxsim  # noqa: F401  (float64)
 from jaxsim.numerics.pulses import pears_times
 from jaxsim.physics.errors import ParameterError
 from jaxsim.physics.registry import get_model
-from jaxsim.studies.spec import SpecError, parse_spec
+from jaxsim.studies.spec import SpecError
+from jaxsim.io.spec_files import parse_sweep_spec
 from jaxsim.studies.sweep import run_sweep
 
 LINEAR = dict(B=1e-20, C=0.0, D=1e6, K1=1e6, n0=1e16)
@@ -56,7 +57,7 @@ SPEC = spec_text(LINEAR)
 
 def _run(tmp_path_factory, text):
     out = tmp_path_factory.mktemp("reprate") / "rr.zarr"
-    res = run_sweep(parse_spec(text), out, progress=False)
+    res = run_sweep(parse_sweep_spec(text), out, progress=False)
     # 6 points in chunks of 4: the last chunk is padded, and the stiffness order permutes
     assert res.complete and res.points_run == 6 and res.chunks_run == 2
     return res, xr.open_zarr(out)
@@ -272,29 +273,29 @@ def _spec(**changes):
 ])
 def test_bad_rep_rate_is_refused(old, new, match):
     with pytest.raises(SpecError, match=match):
-        parse_spec(_spec(**{old: new}))
+        parse_sweep_spec(_spec(**{old: new}))
 
 
 def test_rep_rate_fixed_and_other_rules():
     fixed = _spec(**{"rep_rate = [1e4, 1e6]\n": "", "n0 = 1e+16": "n0 = 1e+16\nrep_rate = 1e6"})
-    spec = parse_spec(fixed)
+    spec = parse_sweep_spec(fixed)
     assert spec.has_rep_rate and spec.axis_names == ("A",)
     np.testing.assert_array_equal(spec.rep_rates(), [1e6])
     assert "carrier_accumulation_percent" in spec.output_names()
-    assert parse_spec(spec.to_toml()) == spec
+    assert parse_sweep_spec(spec.to_toml()) == spec
     with pytest.raises(SpecError, match=r"fixed.rep_rate.*'rep_rate' = 0.0"):
-        parse_spec(fixed.replace("rep_rate = 1e6", "rep_rate = 0.0"))
+        parse_sweep_spec(fixed.replace("rep_rate = 1e6", "rep_rate = 0.0"))
     with pytest.raises(SpecError, match="longer than one period"):
-        parse_spec(fixed.replace("rep_rate = 1e6", "rep_rate = 2e6"))
+        parse_sweep_spec(fixed.replace("rep_rate = 1e6", "rep_rate = 2e6"))
     with pytest.raises(SpecError, match="sensitivities are not available"):
-        parse_spec(_spec(**{"chunk_size = 4": 'chunk_size = 4\nsensitivities = ["A"]'}))
+        parse_sweep_spec(_spec(**{"chunk_size = 4": 'chunk_size = 4\nsensitivities = ["A"]'}))
     # the accumulation may be asked for explicitly, but only with a pulse train
-    spec = parse_spec(_spec(**{'"tau_1e_pl"]': '"tau_1e_pl", "carrier_accumulation_percent"]'}))
+    spec = parse_sweep_spec(_spec(**{'"tau_1e_pl"]': '"tau_1e_pl", "carrier_accumulation_percent"]'}))
     assert spec.output_names().count("carrier_accumulation_percent") == 1
     plain = _spec(**{"rep_rate = [1e4, 1e6]\n": "",
                      '"tau_1e_pl"]': '"tau_1e_pl", "carrier_accumulation_percent"]'})
     with pytest.raises(SpecError, match="needs a pulse train"):
-        parse_spec(plain)
+        parse_sweep_spec(plain)
 
 
 def test_chunk_function_errors():
@@ -319,7 +320,7 @@ def test_quencher_model_is_registered():
     m = get_model("trap_detrap_quench")
     assert isinstance(m, TrapDetrapQuench) and m.name == "trap_detrap_quench"
     assert get_model("trap_detrap_quench") is m
-    spec = parse_spec(SPEC.replace('model = "trap_detrap"', 'model = "trap_detrap_quench"')
+    spec = parse_sweep_spec(SPEC.replace('model = "trap_detrap"', 'model = "trap_detrap_quench"')
                       .replace("n0 = 1e+16", "n0 = 1e+16\nQ = 1e6"))
     assert spec.model is m and spec.fixed_dict["Q"] == 1e6
     with pytest.raises(ParameterError, match="trap_detrap_quench"):

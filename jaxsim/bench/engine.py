@@ -18,9 +18,9 @@ solving:
   (extrapolated: points/s is subsample size / time); summaries from two extra integrated states.
 - ``diffrax_naive``: ``jit(vmap(diffeqsolve(Tsit5, PIDController(1e-6), SaveAt(ts=1000 points))))``
   on unsorted chunks; summaries from the saved PL curve (trapezoid rule), the naive way.
-- ``jaxsim``: :func:`jaxsim.engine.chunk_solver`, sorted chunks, several at once on a CPU
-  (:func:`jaxsim.engine.map_chunks`), as a large sweep runs them (on a CPU with the chunks'
-  tails moved to fewer lanes, :func:`jaxsim.engine.default_tail_halvings`); one row per
+- ``jaxsim``: :func:`jaxsim.numerics.engine.chunk_solver`, sorted chunks, several at once on a CPU
+  (:func:`jaxsim.numerics.engine.map_chunks`), as a large sweep runs them (on a CPU with the chunks'
+  tails moved to fewer lanes, :func:`jaxsim.numerics.engine.default_tail_halvings`); one row per
   engine dtype (``float64`` and ``float32`` by default; the baselines always run in float64).
   The ratios are ``{output}_{dtype}_vs_{baseline}``.
 
@@ -373,9 +373,9 @@ def engine_fn(kind: str, dtype: str = "float64", rtol: float = ENGINE_RTOL, lane
 
 class _JaxsimRow(_Row):
     """The engine as a sweep drives it: points sorted by stiffness (stiffest first), chunks of
-    ``chunk`` (the last padded), ``workers`` chunks at once (:func:`jaxsim.engine.map_chunks`),
+    ``chunk`` (the last padded), ``workers`` chunks at once (:func:`jaxsim.numerics.engine.map_chunks`),
     each chunk's outputs fetched to host memory as it finishes and dropped once the error
-    subsample's rows are copied out; as a large sweep runs it (jaxsim.engine.TAIL_FROM_CHUNKS
+    subsample's rows are copied out; as a large sweep runs it (jaxsim.numerics.engine.TAIL_FROM_CHUNKS
     chunks or more): on a CPU with the chunks' tails moved to fewer lanes (compile_s includes
     the extra loops)."""
 
@@ -502,7 +502,7 @@ def run_benchmark(quick: bool = True, sizes: BenchSizes | None = None, *, seed: 
                   dtype: str = "both", log=print, fit_rows: bool | str = True) -> dict:
     """Run all rows and return the JSON-able report (see the module docstring).
 
-    ``fit_rows``: append :func:`jaxsim.bench_fit.fit_benchmark_rows` rows: True (default) for a
+    ``fit_rows``: append :func:`jaxsim.bench.fit.fit_benchmark_rows` rows: True (default) for a
     full run only (``quick`` skips them to stay under 2 minutes), ``"always"`` also when quick,
     False never."""
     import jax
@@ -549,7 +549,7 @@ def run_benchmark(quick: bool = True, sizes: BenchSizes | None = None, *, seed: 
     # 70 s CPU for fit_benchmark_rows(True)), so ``--quick`` leaves them out (it must finish
     # in under 2 minutes); fit_rows="always" runs them anyway
     if want_fit_rows(quick, fit_rows):
-        log("fit rows (jaxsim.bench_fit) ...")
+        log("fit rows (jaxsim.bench.fit) ...")
         results.extend(_fit_rows(quick))
     report = {"machine": machine_info(), "device": str(jax.devices()[0]),
               "device_kind": jax.devices()[0].device_kind, "quick": quick, "seed": seed,
@@ -571,11 +571,11 @@ def want_fit_rows(quick: bool, fit_rows: bool | str) -> bool:
 
 
 def _fit_rows(quick: bool) -> list[dict]:
-    """Rows of the fitting benchmark, if ``jaxsim.bench_fit`` is installed."""
+    """Rows of the fitting benchmark, if ``jaxsim.bench.fit`` is installed."""
     try:
-        mod = importlib.import_module("jaxsim.bench_fit")
+        mod = importlib.import_module("jaxsim.bench.fit")
     except ModuleNotFoundError as err:
-        if err.name != "jaxsim.bench_fit":
+        if err.name != "jaxsim.bench.fit":
             raise
         return []
     return list(mod.fit_benchmark_rows(quick))
@@ -610,7 +610,7 @@ def format_table(report: dict) -> str:
                      f"{r['compile_s']:>9.2f} {r['max_rel_err']:>11.2e} {r['peak_rss_mb']:>11.0f}")
     if others:
         lines.append("")
-        lines.append("other rows (jaxsim.bench_fit):")
+        lines.append("other rows (jaxsim.bench.fit):")
         for r in others:
             rest = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                              for k, v in r.items() if k not in ("name", "output"))

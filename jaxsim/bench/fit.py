@@ -7,7 +7,7 @@
   evaluated by the same jaxsim forward model (half the deviance).
 - ``batch_1000_fits``: many independent single-decay least-squares fits (trap_detrap, free A and
   D, normalised curves with 1 % noise). jaxsim runs all of them in one vmapped batch
-  (:func:`jaxsim.fit.fit_many`); SciPy fits a subset in a loop and its time is scaled to the
+  (:func:`jaxsim.studies.fit.fit_many`); SciPy fits a subset in a loop and its time is scaled to the
   batch size (``extrapolated_from`` says how many it ran).
 """
 

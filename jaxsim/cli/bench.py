@@ -33,7 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random grid")
     fit = p.add_mutually_exclusive_group()
     fit.add_argument("--no-fit", action="store_true",
-                     help="skip the fitting rows (jaxsim.bench_fit) of a full run")
+                     help="skip the fitting rows (jaxsim.bench.fit) of a full run")
     fit.add_argument("--fit", action="store_true",
                      help="add the fitting rows to a --quick run too (2-3 minutes more on 2 cores)")
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # smoke test only

@@ -34,7 +34,8 @@ def register(subparsers):
 
 def run(args) -> int:
     from jaxsim.numerics.config import SolverConfig
-    from jaxsim.studies.protocol import load_protocol, run_protocol, write_outputs
+    from jaxsim.studies.protocol import run_protocol, write_outputs
+    from jaxsim.io.spec_files import load_protocol
 
     protocol = load_protocol(args.spec)
     result = run_protocol(protocol, SolverConfig(rtol=args.rtol))

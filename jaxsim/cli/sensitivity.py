@@ -49,10 +49,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from jaxsim.studies.sensitivity import load_spec
+    from jaxsim.io.spec_files import load_sensitivity_spec
     from jaxsim.studies.sensitivity import run as run_study
 
-    spec = load_spec(args.spec)
+    spec = load_sensitivity_spec(args.spec)
     overrides = {k: v for k, v in (("n", args.n), ("seed", args.seed), ("chunk", args.chunk))
                  if v is not None}
     if overrides:

@@ -13,7 +13,7 @@ examples:
   jaxsim sweep default --out part.zarr --limit-points 20000    # stop early; rerun to finish
   srun jaxsim sweep sweeps/gpu_large.toml --out /scratch/large.zarr --distributed
 
-The store opens with xarray.open_zarr(STORE) once complete (jaxsim.store.open_sweep reads
+The store opens with xarray.open_zarr(STORE) once complete (jaxsim.studies.store.open_sweep reads
 unfinished stores too). See docs/sweep.md.
 """
 
@@ -47,7 +47,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from jaxsim.physics.errors import ParameterError
-    from jaxsim.studies.spec import load_spec
+    from jaxsim.io.spec_files import load_sweep_spec
 
     if args.distributed or args.coordinator:
         # before anything touches a JAX backend (validating the spec does)
@@ -58,7 +58,7 @@ def run(args) -> int:
             kw = dict(coordinator_address=args.coordinator, num_processes=args.num_processes,
                       process_id=args.process_id)
         jax.distributed.initialize(**kw)
-    spec = load_spec(args.spec)
+    spec = load_sweep_spec(args.spec)
     if args.chunk is not None:
         if args.chunk < 1:
             raise ParameterError(f"--chunk = {args.chunk}: expected a positive integer")

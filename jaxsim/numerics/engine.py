@@ -335,7 +335,7 @@ def chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_vars=("pl",),
         curve_ts: save times in s (``<= t1``) of the curves, or None for no curves.
         curve_vars: which curves: ``n``, ``n_d`` (cm^-3), ``pl`` (cm^-3 s^-1), ``pl_norm``
             (PL / PL(0)).
-        config: :class:`jaxsim.solve.SolverConfig`: ``rtol``, ``atol`` (scaled), ``dtype``,
+        config: :class:`jaxsim.numerics.SolverConfig`: ``rtol``, ``atol`` (scaled), ``dtype``,
             ``max_steps`` (loop iterations, accepted plus rejected), ``t_ref``. ``solver`` must
             be ``auto``/``tsit5`` (this engine is explicit; the scaled problem is only mildly
             stiff, DESIGN §2.1).
@@ -349,13 +349,13 @@ def chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_vars=("pl",),
             :data:`TAIL_MIN_LANES` lanes): the chunk's tail, where lanes go idle one by one,
             then costs about half per halving. Each halving compiles the loop once more
             (~0.7 s on a CPU), so it pays on large sweeps (:func:`default_tail_halvings`,
-            which :func:`jaxsim.sweep.run_sweep` uses).
+            which :func:`jaxsim.studies.sweep.run_sweep` uses).
         summary_ts: grid of the curve summaries when no ``curve_ts`` is given.
         diffusion_coefficient: D_c in cm^2 s^-1 of ``diffusion_length``.
 
     Returns ``f(values: dict[str, Array(chunk,)]) -> dict`` with each summary ``(chunk,)``,
     ``curve_<var>`` ``(chunk, len(curve_ts))``, ``status`` int32 (0 success, 1 max_steps, 2
-    failed, 3 non-finite; see :data:`jaxsim.solve.STATUS_MESSAGES`) and ``num_steps`` int32.
+    failed, 3 non-finite; see :data:`jaxsim.numerics.STATUS_MESSAGES`) and ``num_steps`` int32.
     ``f`` is jitted: one compile per chunk size (pad the last chunk: :func:`pad_chunk`).
     Points that did not succeed have NaN outputs and a non-zero status.
     """
@@ -366,7 +366,7 @@ def chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_vars=("pl",),
     if config.solver not in ("auto", "tsit5"):
         raise ParameterError(
             f"solver = {config.solver!r}: the engine steps Tsit5 only (expected 'auto' or "
-            "'tsit5'); use jaxsim.solve.solve for implicit solvers")
+            "'tsit5'); use jaxsim.numerics.solve for implicit solvers")
     names, needs_curve = _check_summaries(summaries)
     fixed = dict(fixed or {})
     for k, v in fixed.items():

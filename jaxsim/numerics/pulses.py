@@ -37,8 +37,8 @@ All fast solves integrate the core's scaled problem (:class:`~jaxsim.numerics.pr
 :math:`n_\mathrm{ref}` per lane, which CW-only or dark lanes (:math:`n_0 = 0`) need.
 
 Sweeps: :func:`steady_state_chunk_solver` is a chunk function with the call contract of
-:func:`jaxsim.engine.chunk_solver`'s, the repetition rate ``rep_rate`` (Hz) one more input per
-point; :mod:`jaxsim.sweep` uses it when a spec has ``rep_rate``.
+:func:`jaxsim.numerics.engine.chunk_solver`'s, the repetition rate ``rep_rate`` (Hz) one more input per
+point; :mod:`jaxsim.studies.sweep` uses it when a spec has ``rep_rate``.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def flow(model: Model, c: dict, y0: tuple, ts, t1, config: SolverConfig,
          solver: str = "tsit5") -> ScaledSolution:
     """Solve from state ``y0`` at 0 to ``t1`` (scaled), saving at ``ts`` (<= ``t1``).
 
-    Like :func:`jaxsim.solve.solve_scaled` (same :class:`ScaledSolution`, same integrals of PL,
+    Like :func:`jaxsim.numerics.solve_scaled` (same :class:`ScaledSolution`, same integrals of PL,
     t PL, n, t n and every reported flux over [0, t1]) but from an arbitrary state and with the
     end time independent of the save times, as one period of a pulse train needs.
     """
@@ -634,7 +634,7 @@ def steady_state_chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_v
                               summary_points: int = 512, diffusion_coefficient: float = 0.017):
     r"""A chunk function of periodic steady-state pulses: ``f(values) -> dict``.
 
-    The call contract of :func:`jaxsim.engine.chunk_solver`'s result, with the repetition rate
+    The call contract of :func:`jaxsim.numerics.engine.chunk_solver`'s result, with the repetition rate
     ``rep_rate`` (Hz) as one more per-point input (or a scalar in ``fixed``). Per point:
     the periodic steady state of the pulse train (:func:`periodic_state`, Newton with
     fixed-point fallback), then the steady-state pulse over [0, ``t1``] (``t1`` <= the

@@ -102,7 +102,7 @@ def recombination_shares(solution) -> dict:
 
 
 def summaries(solution, names, diffusion_coefficient=0.017, *, window=None) -> dict:
-    """Named summaries (see :data:`SUMMARIES`) of a :class:`jaxsim.solve.Solution`, batch-shaped.
+    """Named summaries (see :data:`SUMMARIES`) of a :class:`jaxsim.numerics.Solution`, batch-shaped.
 
     Curve-based summaries (``tau_avg_*``, ``tau_1e_*``, ``diffusion_length``) use the saved
     times; ``tau_avg_*`` fit the decay normalised to its first saved sample over ``window``

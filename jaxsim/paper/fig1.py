@@ -1,7 +1,7 @@
 """Paper Fig. 1: illumination-induced PL brightening (low intensity) and quenching (high).
 
 Runs ``sweeps/fig1_brightening.toml`` (405 nm CW at 120 mW cm^-2, Fig. 1a-f) and
-``sweeps/fig1_quenching.toml`` (350 mW cm^-2, Fig. 1g) through :mod:`jaxsim.protocol` and writes
+``sweeps/fig1_quenching.toml`` (350 mW cm^-2, Fig. 1g) through :mod:`jaxsim.studies.protocol` and writes
 ``fig1.png`` (PL along lab time, lifetime per 30 s TCSPC window, the windows' decays) and
 ``fig1.json`` (both protocols' outputs and the claims checked on the numbers).
 """
@@ -43,7 +43,8 @@ def claims(bright: dict, quench: dict) -> dict:
 
 def reproduce(out_dir) -> dict:
     from jaxsim.plots.protocol import plot_fig1
-    from jaxsim.studies.protocol import load_protocol, run_protocol
+    from jaxsim.studies.protocol import run_protocol
+    from jaxsim.io.spec_files import load_protocol
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -51,7 +52,7 @@ def reproduce(out_dir) -> dict:
     doc = {k: r.to_json() for k, r in results.items()}
     doc["claims"] = claims(doc["brightening"], doc["quenching"])
     doc["figure"] = "fig1"
-    doc["note"] = ("Model, not data: jaxsim.ions defaults are chosen to reproduce the paper's "
+    doc["note"] = ("Model, not data: jaxsim.physics.ions defaults are chosen to reproduce the paper's "
                    "qualitative statements (docs/ionic.md). pl in cm^-3 s^-1 (period-averaged), "
                    "tau_avg_ns from a two-exponential fit of each 30 s window's TCSPC decay.")
     (out / "fig1.json").write_text(json.dumps(doc, indent=1))

@@ -1,6 +1,6 @@
 """Paper Fig. 4: the memory effect (decays before, with and after a CW bias).
 
-Runs ``sweeps/fig4_memory.toml`` through :mod:`jaxsim.protocol` and writes ``fig4.png`` (the
+Runs ``sweeps/fig4_memory.toml`` through :mod:`jaxsim.studies.protocol` and writes ``fig4.png`` (the
 three 30 s TCSPC decays, as in Fig. 4b, and D, Q, PL along lab time) and ``fig4.json``.
 """
 
@@ -22,7 +22,8 @@ def claims(doc: dict) -> dict:
 def reproduce(out_dir) -> dict:
     from jaxsim.paper.fig1 import sweeps_dir
     from jaxsim.plots.protocol import plot_fig4
-    from jaxsim.studies.protocol import load_protocol, run_protocol
+    from jaxsim.studies.protocol import run_protocol
+    from jaxsim.io.spec_files import load_protocol
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -30,7 +31,7 @@ def reproduce(out_dir) -> dict:
     doc = result.to_json()
     doc["claims"] = claims(doc)
     doc["figure"] = "fig4"
-    doc["note"] = ("Model, not data: jaxsim.ions defaults (docs/ionic.md). Decays are the "
+    doc["note"] = ("Model, not data: jaxsim.physics.ions defaults (docs/ionic.md). Decays are the "
                    "lab-time average over each 30 s acquisition, background (pre-pulse level) "
                    "subtracted; tau_avg_ns from the paper's two-exponential fit.")
     (out / "fig4.json").write_text(json.dumps(doc, indent=1))

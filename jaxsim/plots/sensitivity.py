@@ -2,7 +2,7 @@
 
 Maps read any ``xarray.Dataset`` with one dim per sweep axis and variables
 ``d_<summary>_d_log_<param>`` (the sweep store, or
-:func:`jaxsim.sensitivity.local_sensitivity_grid`). Axes spanning a decade or more are drawn on
+:func:`jaxsim.studies.sensitivity.local_sensitivity_grid`). Axes spanning a decade or more are drawn on
 log scales; lifetimes (unit s) are shown in ns; points without a value (NaN: a failed solve,
 or masked by the caller) show the grey background.
 """

@@ -16,7 +16,7 @@ Readers (all return a :class:`DecaySet`; :func:`read_decays` dispatches on the s
 - PicoQuant ``.ptu`` (T2/T3 records, histogrammed with ``ptufile``) and ``.phu`` histograms.
 - Becker & Hickl ``.sdt`` (``sdtfile``): each decay block (or pixel curve summed) is a decay.
 
-Malformed input raises :class:`DataError` (a :class:`~jaxsim.params.ParameterError`) naming the
+Malformed input raises :class:`DataError` (a :class:`~jaxsim.physics.parameters.ParameterError`) naming the
 file and, for text, the line.
 
 Pre-processing (:func:`crop`, :func:`shift_to_peak`, :func:`normalise`, :func:`rebin`) is

@@ -7,7 +7,7 @@ always free), a background :math:`\beta_k` and a time shift :math:`s_k` (free or
 physical parameters are shared by all decays (a global fit over fluences), and ``n0`` of each
 decay is given.
 
-Losses over the unmasked bins (``mu`` from :mod:`jaxsim.instrument`):
+Losses over the unmasked bins (``mu`` from :mod:`jaxsim.studies.instrument`):
 
 - ``poisson``: half the Poisson deviance :math:`\sum_i \mu_i - y_i + y_i\ln(y_i/\mu_i)`, the
   negative log-likelihood up to a constant (raw counts only);
@@ -460,7 +460,7 @@ def build_problem(model, ds: DecaySet, *, free: Sequence[str], fixed: Mapping | 
     model = get_model(model)
     config = config or SolverConfig(max_steps=4096)
     if not isinstance(ds, DecaySet):
-        raise ParameterError(f"data = {type(ds).__name__}: expected a DecaySet (jaxsim.data)")
+        raise ParameterError(f"data = {type(ds).__name__}: expected a DecaySet (jaxsim.io)")
     if loss is None:
         loss = "poisson" if ds.is_counts else "lsq"
     if loss not in LOSSES:

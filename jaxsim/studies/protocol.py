@@ -2,7 +2,7 @@ r"""Illumination protocols: lab time in seconds, fast carrier dynamics evaluated
 
 A protocol is a list of segments (duration; pulsed excitation; CW bias; or dark) read from
 TOML (see ``sweeps/fig4_memory.toml`` and ``docs/ionic.md``). Along it the slow reservoir of
-:mod:`jaxsim.ions` evolves,
+:mod:`jaxsim.physics.ions` evolves,
 
 .. math::
 
@@ -14,7 +14,7 @@ of the fast system, which sees :math:`D = K\sigma' x` and :math:`Q = \beta_q m`.
 
 **Quasi-static coupling.** Lab time runs in seconds, the fast system in nanoseconds, so at
 each lab time the fast system sits in its periodic steady state at the current (D, Q)
-(:func:`jaxsim.pulses.periodic_state`). The lab-time grid has ``points`` samples per segment;
+(:func:`jaxsim.numerics.pulses.periodic_state`). The lab-time grid has ``points`` samples per segment;
 the slow ODE is solved by waveform relaxation: guess :math:`P` at every sample (first guess:
 the absorbed power), step the slow ODE over the whole protocol with an exponential integrator
 (exact for linear ODEs with coefficients averaged over each interval), evaluate the fast
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -51,6 +50,7 @@ from jaxsim.numerics.slow_time import exact_step
 from jaxsim.physics.models.trap_detrap_quench import FAST_MODEL
 from jaxsim.physics import ions as ionmod
 from jaxsim.physics.errors import ParameterError
+from jaxsim.physics.fields import number
 
 EV = 1.602176634e-19  # J per eV
 
@@ -127,16 +127,7 @@ def _num(d: Mapping, key: str, where: str, *, positive=True, default=None) -> fl
         if default is not None:
             return float(default)
         raise ParameterError(f"{where}: missing {key!r}")
-    v = d[key]
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        raise ParameterError(f"{where}: {key} = {v!r} is not a number") from None
-    ok = math.isfinite(v) and (v > 0 if positive else v >= 0)
-    if not ok:
-        raise ParameterError(f"{where}: {key} = {v!r} is not allowed: expected a finite number "
-                             f"{'> 0' if positive else '>= 0'}")
-    return v
+    return number(d[key], f"{where}: {key}", positive=positive, nonnegative=not positive)
 
 
 def _density(d: Mapping, where: str, *, rate: bool) -> float:
@@ -230,19 +221,6 @@ def protocol_from_dict(spec: Mapping, *, name: str = "protocol") -> Protocol:
     return Protocol(name=name, segments=tuple(segments), fast=fast, ions=ions,
                     decay_points=decay_points, coupling=coupling,
                     description=str(spec.get("description", "")))
-
-
-def load_protocol(path) -> Protocol:
-    """Read and validate a protocol TOML file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"protocol spec {str(path)!r} does not exist")
-    with open(path, "rb") as fh:
-        try:
-            spec = tomllib.load(fh)
-        except tomllib.TOMLDecodeError as err:
-            raise ParameterError(f"protocol spec {str(path)!r} is not valid TOML: {err}") from None
-    return protocol_from_dict(spec, name=path.stem)
 
 
 _FAST_CACHE: dict = {}

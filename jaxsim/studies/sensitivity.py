@@ -42,7 +42,6 @@ from __future__ import annotations
 import json
 import math
 import pathlib
-import tomllib
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
@@ -54,6 +53,7 @@ from scipy.stats import norm, qmc
 
 from jaxsim.numerics.config import SUCCESS, SolverConfig
 from jaxsim.physics.errors import ParameterError
+from jaxsim.physics.fields import number
 from jaxsim.physics.parameters import table_lookup
 from jaxsim.physics.registry import get_model
 
@@ -70,7 +70,7 @@ def with_elasticities(chunk_fn: Callable, wrt: Sequence[str], summaries: Sequenc
 
     Args:
         chunk_fn: ``f(values: dict[str, Array(chunk,)]) -> dict[str, Array]`` in physical units,
-            differentiable in forward mode (``jaxsim.engine.chunk_solver``; a solve built with
+            differentiable in forward mode (``jaxsim.numerics.engine.chunk_solver``; a solve built with
             ``SolverConfig(adjoint="checkpoint")`` cannot be pushed forward).
         wrt: parameter names; each must be a key of ``values`` (sweep axes or broadcast fixed
             values, one entry per point).
@@ -129,7 +129,7 @@ def with_elasticities(chunk_fn: Callable, wrt: Sequence[str], summaries: Sequenc
         return out
 
     # keep the engine's metadata (model, t1, summaries, ...) so helpers such as
-    # jaxsim.engine.solve_points accept the wrapped function like the original
+    # jaxsim.numerics.engine.solve_points accept the wrapped function like the original
     g.__dict__.update(getattr(chunk_fn, "__dict__", {}))
     g.elasticities = tuple(elasticity_name(s, p) for s in summaries for p in wrt)
     return g
@@ -509,11 +509,7 @@ SPEC_KEYS = {"model", "fixed", "ranges", "observables", "N", "seed", "t1", "num_
 
 def _number(value, field: str, kind=float):
     """``kind(value)`` for a spec field, or a ParameterError naming the field."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ParameterError(f"{field} = {value!r}: expected a number")
-    if kind is int and value != int(value):
-        raise ParameterError(f"{field} = {value!r}: expected an integer")
-    return kind(value)
+    return number(value, field, integer=kind is int)
 
 
 def spec_from_dict(d: Mapping) -> SensitivitySpec:
@@ -560,20 +556,6 @@ def spec_from_dict(d: Mapping) -> SensitivitySpec:
         conf_level=_number(d.get("conf_level", 0.95), "conf_level"),
         chunk=_number(d.get("chunk_size", 1024), "chunk_size", int),
         solver={k: d[k] for k in SOLVER_KEYS if k in d})
-
-
-def load_spec(path) -> SensitivitySpec:
-    """Read a TOML spec file."""
-    path = pathlib.Path(path)
-    with path.open("rb") as fh:
-        try:
-            d = tomllib.load(fh)
-        except tomllib.TOMLDecodeError as err:
-            raise ParameterError(f"{path}: not valid TOML: {err}") from None
-    try:
-        return spec_from_dict(d)
-    except ParameterError as err:
-        raise type(err)(f"{path}: {err}") from None
 
 
 @dataclass(frozen=True)

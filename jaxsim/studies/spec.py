@@ -1,6 +1,6 @@
 r"""Sweep specifications: a TOML file <-> a frozen, validated :class:`SweepSpec`.
 
-A spec says *what* to compute over a grid; :mod:`jaxsim.sweep` says how. Example
+A spec says *what* to compute over a grid; :mod:`jaxsim.studies.sweep` says how. Example
 (``sweeps/default.toml``)::
 
     name = "default"
@@ -28,7 +28,7 @@ A spec says *what* to compute over a grid; :mod:`jaxsim.sweep` says how. Example
 
 Pulse trains: ``rep_rate`` (Hz; not a model parameter) may be an axis or a fixed value. Then
 every point is the periodic steady-state pulse of a train at that rate
-(:func:`jaxsim.pulses.steady_state_chunk_solver`), observed over [0, t1] with t1 <= the
+(:func:`jaxsim.numerics.pulses.steady_state_chunk_solver`), observed over [0, t1] with t1 <= the
 shortest period, and the store also gets ``carrier_accumulation_percent``.
 
 The grid is the outer product of the axes (C order: the last axis varies fastest); its size is
@@ -41,14 +41,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import tomllib
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
 from jaxsim.physics.errors import ParameterError
+from jaxsim.physics.fields import number
 from jaxsim.physics.parameters import table_lookup
 from jaxsim.physics.registry import get_model
 
@@ -74,7 +73,7 @@ DEFAULT_CHUNK = 4096
 REP_RATE = "rep_rate"
 
 
-#: the summary a pulse-train sweep adds (see jaxsim.pulses.PULSE_SUMMARIES)
+#: the summary a pulse-train sweep adds (see jaxsim.numerics.pulses.PULSE_SUMMARIES)
 CARRIER_ACCUMULATION = "carrier_accumulation_percent"
 
 
@@ -160,12 +159,7 @@ class Values:
 
 
 def _number(v, *, where: str) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise SpecError(f"{where} = {v!r}: expected a number")
-    v = float(v)
-    if not math.isfinite(v):
-        raise SpecError(f"{where} = {v!r}: expected a finite number")
-    return v
+    return number(v, where, error=SpecError)
 
 
 @dataclass(frozen=True)
@@ -187,7 +181,7 @@ class Axis:
 class SweepSpec:
     """A validated sweep: model, fixed parameters, axes, observables and numerics.
 
-    Build it with :func:`load_spec` / :func:`parse_spec` (TOML) or :meth:`SweepSpec.create`
+    Build it with :func:`jaxsim.io.spec_files.load_sweep_spec` (TOML) or :meth:`SweepSpec.create`
     (Python); both validate. ``fixed`` and ``axes`` are tuples so the spec is hashable.
     Times in s; ``curve_ts`` is ``None`` when no curves are kept.
     """
@@ -302,41 +296,6 @@ class SweepSpec:
         d.pop("name", None)
         d.pop("description", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def load_spec(path) -> SweepSpec:
-    """Read and validate a TOML spec. ``path`` may also name a file in ``sweeps/``
-    (``"default"`` -> ``sweeps/default.toml``)."""
-    p = resolve_spec_path(path)
-    try:
-        text = p.read_text()
-    except UnicodeDecodeError as err:
-        raise SpecError(f"{p}: not a UTF-8 text file ({err})") from None
-    return parse_spec(text, source=str(p))
-
-
-def resolve_spec_path(path) -> Path:
-    p = Path(path)
-    if p.is_file():
-        return p
-    for cand in (Path("sweeps") / f"{path}.toml", Path(__file__).resolve().parents[1] / "sweeps"
-                 / f"{path}.toml"):
-        if cand.is_file():
-            return cand
-    raise FileNotFoundError(f"sweep spec {str(path)!r} not found (a TOML file, or a name in "
-                            "sweeps/ such as 'default')")
-
-
-def parse_spec(text: str, *, source: str = "<spec>") -> SweepSpec:
-    """Parse TOML text; a syntax error is reported with its line and column."""
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise SpecError(f"{source}: malformed TOML: {err}") from None
-    try:
-        return from_dict(raw)
-    except SpecError as err:
-        raise SpecError(f"{source}: {err}") from None
 
 
 def from_dict(raw: Mapping) -> SweepSpec:
@@ -558,7 +517,7 @@ def _toml_value(v) -> str:
 
 
 def to_toml(spec: SweepSpec) -> str:
-    """TOML text that :func:`parse_spec` reads back to an equal spec."""
+    """TOML text that :func:`jaxsim.io.spec_files.parse_sweep_spec` reads back to an equal spec."""
     d = to_dict(spec)
     lines = []
     for k, v in d.items():

@@ -26,6 +26,8 @@ slabs of bounded size; deterministic, so it may be re-run after a kill) and sets
 
 from __future__ import annotations
 
+import tomllib
+
 import os
 import shutil
 import time
@@ -37,7 +39,7 @@ import numpy as np
 import zarr
 
 from jaxsim.physics.errors import ParameterError
-from jaxsim.studies.spec import CURVE_UNITS, SweepSpec, parse_spec
+from jaxsim.studies.spec import CURVE_UNITS, SpecError, SweepSpec, from_dict
 
 FORMAT = "jaxsim-sweep-1"
 
@@ -239,7 +241,7 @@ def open_store(path, spec: SweepSpec | None = None) -> Store:
     attrs = dict(g.attrs)
     if attrs.get("format") != FORMAT or "jaxsim_spec" not in attrs:
         raise StoreError(f"{path} is not a jaxsim sweep store (no {FORMAT!r} attributes)")
-    stored = parse_spec(attrs["jaxsim_spec"], source=f"{path} (stored spec)")
+    stored = _stored_spec(attrs["jaxsim_spec"], source=f"{path} (stored spec)")
     if spec is not None and stored.fingerprint() != spec.fingerprint():
         diff = _spec_diff(stored, spec)
         raise StoreError(
@@ -405,3 +407,11 @@ def open_sweep(path):
         dims = list(spec.axis_names) + (["t"] if tail else [])
         data[name] = (dims, vals, variable_attrs(spec, name))
     return xr.Dataset(data, coords=coords, attrs=dict(store.group.attrs))
+
+
+def _stored_spec(text: str, *, source: str) -> SweepSpec:
+    """The spec a store records in its attributes (TOML written by ``to_toml``)."""
+    try:
+        return from_dict(tomllib.loads(text))
+    except (tomllib.TOMLDecodeError, SpecError) as err:
+        raise SpecError(f"{source}: {err}") from None

@@ -1,8 +1,8 @@
 r"""Run a sweep: grid -> (stiffness order) -> chunks -> engine -> store, resumable and sharded.
 
-The grid of a :class:`~jaxsim.spec.SweepSpec` is the C-order outer product of its axes, flat
+The grid of a :class:`~jaxsim.studies.spec.SweepSpec` is the C-order outer product of its axes, flat
 index :math:`i \in [0, N)`. With ``order_by_stiffness`` the points are permuted by
-:func:`jaxsim.engine.stiffness_order` (a vmapped adaptive solve steps every lane until the
+:func:`jaxsim.numerics.engine.stiffness_order` (a vmapped adaptive solve steps every lane until the
 slowest is done, so similar points share a chunk), and sweep chunk :math:`k` holds positions
 :math:`[kC, (k+1)C)` of that permutation; the permutation is stored (``raw/index``), so a
 resumed run computes exactly the chunks it did not finish.
@@ -22,6 +22,7 @@ grid: values are made per chunk from flat indices, and every chunk is written as
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import sys
@@ -95,7 +96,7 @@ def period_solver(spec: SweepSpec) -> str:
     """The solver of a pulse-train sweep, for the whole grid (so every chunk, on any process
     or device split, computes with the same one): the spec's, or for ``"auto"`` Kvaerno5 when
     the stiffness index of one period (max_rate / rep_rate) exceeds the core's threshold
-    anywhere on the grid, else Tsit5 (:func:`jaxsim.pulses.choose_period_solver`'s rule)."""
+    anywhere on the grid, else Tsit5 (:func:`jaxsim.numerics.pulses.choose_period_solver`'s rule)."""
     if spec.solver != "auto":
         return spec.solver
     from jaxsim.numerics.config import STIFF_THRESHOLD
@@ -130,15 +131,17 @@ def chunk_function(spec: SweepSpec, tail_halvings: int = 0):
     """``f(values: dict[name, (C,)]) -> dict[str, array]`` for this spec (engine + sensitivities).
 
     A pulse-train spec (``rep_rate`` an axis or fixed) gets
-    :func:`jaxsim.pulses.steady_state_chunk_solver` instead: periodic steady-state pulses, plus
+    :func:`jaxsim.numerics.pulses.steady_state_chunk_solver` instead: periodic steady-state pulses, plus
     ``carrier_accumulation_percent``, with the solver of :func:`period_solver`.
 
-    ``tail_halvings``: see :func:`jaxsim.engine.chunk_solver` (run_sweep sets it for large
-    sweeps: :func:`jaxsim.engine.default_tail_halvings`). Cached on what the numbers depend on, so repeated runs
+    ``tail_halvings``: see :func:`jaxsim.numerics.engine.chunk_solver` (run_sweep sets it for large
+    sweeps: :func:`jaxsim.numerics.engine.default_tail_halvings`). Cached on what the numbers depend on, so repeated runs
     in one process compile once.
     """
-    return _chunk_function(spec.replace(chunk_size=1, order_by_stiffness=False, name="",
-                                        description=""), int(tail_halvings))
+    # the key drops the fields the numbers do not depend on; no re-validation needed
+    key = dataclasses.replace(spec, chunk_size=1, order_by_stiffness=False, name="",
+                              description="")
+    return _chunk_function(key, int(tail_halvings))
 
 
 @functools.lru_cache(maxsize=8)
@@ -278,7 +281,7 @@ def run_sweep(spec: SweepSpec, out, *, overwrite: bool = False, limit_points: in
     Args:
         spec: the sweep.
         out: store path (``.zarr`` directory). An existing store of the same spec is resumed;
-            one of another spec raises :class:`~jaxsim.store.StoreError` unless ``overwrite``.
+            one of another spec raises :class:`~jaxsim.studies.store.StoreError` unless ``overwrite``.
         limit_points: stop after about this many points (whole chunks) in this call; a later
             call resumes.
         progress: show a tqdm bar (points done, points/s, time left) on stderr.

@@ -1,0 +1,100 @@
+"""Text and CSV decays: an "X / Y1 / Y2 ..." table, time first, one column per decay.
+
+The fallback for any suffix no other format claims."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import numpy as np
+
+from jaxsim.io.readers import register_format
+from jaxsim.physics.errors import ParameterError
+from jaxsim.studies.decays import DataError, DecaySet, _where, from_arrays, time_scale
+
+COMMENT_PREFIXES = ("#", "%", ";", "//", "!")
+
+
+_SPLIT = re.compile(r"[,\s;]+")
+
+
+def _parse_numbers(line: str):
+    parts = [p for p in _SPLIT.split(line.strip()) if p]
+    try:
+        return [float(p) for p in parts]
+    except ValueError:
+        return None
+
+
+def read_text(path, n0=None, *, time_unit: str = "ns", layout: str = "auto",
+              is_counts: bool | None = None, sampling: str | None = None) -> DecaySet:
+    """Read an "X / Y1 / Y2 ..." text or CSV file (time column first, one column per decay).
+
+    ``layout``: ``"columns"`` (plain), ``"power_nd_background"`` (three rows with time 0 after
+    the header give laser power in W, ND filter as log10 attenuation and mean background
+    counts per decay: the HZB/Grossmann layout), or ``"auto"`` (that layout when the first
+    three data rows all have time 0 and so does the fourth, the first bin).
+    """
+    path = pathlib.Path(path)
+    if layout not in ("auto", "columns", "power_nd_background"):
+        raise ParameterError(f"layout = {layout!r}: expected 'auto', 'columns' or "
+                             "'power_nd_background'")
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such data file") from None
+    rows, lines, header = [], [], None
+    for no, raw in enumerate(text.splitlines(), start=1):
+        s = raw.strip()
+        if not s or s.startswith(COMMENT_PREFIXES):
+            continue
+        nums = _parse_numbers(s)
+        if nums is None:
+            if rows:
+                raise DataError(f"{_where(path, no)}: {s[:60]!r} is not a row of numbers")
+            header = s
+            continue
+        if rows and len(nums) != len(rows[0]):
+            raise DataError(f"{_where(path, no)}: {len(nums)} columns, but line {lines[0]} has "
+                            f"{len(rows[0])}: expected the same number of columns on every row")
+        rows.append(nums)
+        lines.append(no)
+    if not rows:
+        raise DataError(f"{_where(path)}: no rows of numbers found")
+    data = np.asarray(rows)
+    if data.shape[1] < 2:
+        raise DataError(f"{_where(path, lines[0])}: only one column: expected a time column and "
+                        "at least one decay column")
+    meta = {}
+    if layout == "auto":
+        layout = ("power_nd_background" if data.shape[0] > 4 and np.all(data[:4, 0] == 0)
+                  else "columns")
+    background = None
+    if layout == "power_nd_background":
+        if data.shape[0] < 5 or not np.all(data[:3, 0] == 0):
+            raise DataError(f"{_where(path, lines[0])}: layout 'power_nd_background' needs three "
+                            "rows with time 0 (power W, ND log10, background) before the data")
+        meta = {"power_W": data[0, 1:].tolist(), "nd_log10": data[1, 1:].tolist(),
+                "background": data[2, 1:].tolist(), "layout": layout}
+        background = data[2, 1:]
+        data, lines = data[3:], lines[3:]
+    labels = None
+    if header:
+        names = [p for p in _SPLIT.split(header) if p]
+        if len(names) == data.shape[1]:
+            labels = names[1:]
+    return from_arrays(data[:, 0], data[:, 1:].T, n0, time_unit=time_unit, is_counts=is_counts,
+                       sampling=sampling, background=background, source=str(path),
+                       labels=labels, meta=meta, line_numbers=lines)
+
+
+def write_text(path, ds: DecaySet, *, time_unit: str = "ns") -> None:
+    """Write ``ds`` as an "X / Y1 / Y2 ..." text file (time in ``time_unit``)."""
+    scale = time_scale(time_unit)
+    arr = np.column_stack([ds.t / scale, np.asarray(ds.y).T])
+    np.savetxt(path, arr, header="time_" + time_unit + " " + " ".join(
+        s.replace(" ", "_") for s in ds.labels), comments="")
+
+
+register_format((".txt", ".csv", ".dat", ".tsv", ""), read_text, text=True)
