@@ -76,11 +76,31 @@ def run(args) -> int:
               f"chunks of {spec.chunk_size}, model {spec.model.name}, {spec.dtype}; "
               f"{len(jax.local_devices())} local device(s), {count} process(es)",
               file=sys.stderr)
-    res = run_sweep(spec, args.out, overwrite=args.overwrite, limit_points=args.limit_points,
-                    progress=not args.no_progress)
+    try:
+        res = run_sweep(spec, args.out, overwrite=args.overwrite,
+                        limit_points=args.limit_points, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        from jaxsim.cli import Interrupted
+
+        raise Interrupted(interrupted_message(spec, args.out, args.overwrite)) from None
     rate = f"{res.points_per_s:,.4g} points/s" if res.points_run else "nothing to do"
     state = "complete" if res.complete else "incomplete: rerun the same command to resume"
     print(f"[process {pid}/{count}] {res.points_run:,} points in {res.chunks_run} chunks, "
           f"{res.seconds:.1f} s ({rate}); {res.failed_points} failed; store {res.path}: {state}",
           file=sys.stderr)
     return 0
+
+
+def interrupted_message(spec, out, overwrite: bool = False) -> str:
+    """What a Ctrl-C left: ``interrupted after N of M chunks; rerun ... to resume`` (finished
+    chunks are on disk with their done markers; a rerun computes only the others)."""
+    from jaxsim.studies.store import open_store
+
+    again = ("rerun the same command without --overwrite to resume" if overwrite
+             else "rerun the same command to resume")
+    try:
+        store = open_store(out, spec)
+        done, total = int(store.done_mask().sum()), store.n_chunks
+    except Exception:  # noqa: BLE001 (interrupted before the store was made: nothing to keep)
+        return "interrupted before the first chunk; rerun the same command to start"
+    return f"interrupted after {done} of {total} chunks; {again}"
