@@ -23,35 +23,74 @@ from jaxsim.physics.registry import DEFAULT_MODEL, get_model, models
 DEFAULT_TIMES = "linspace:0,2e-6,201"
 
 
+TIMES_FORMS = ("'t1,t2,...', 'linspace:START,STOP,NUM' or 'logspace:START,STOP,NUM' (times "
+               "in s, or with a unit: 1e-9 = 1ns; logspace takes the times themselves, not "
+               "their exponents)")
+
+
 def parse_times(text: str) -> np.ndarray:
     """Save times in s from ``"t1,t2,..."``, ``"linspace:START,STOP,NUM"`` or
-    ``"logspace:LOG10_START,LOG10_STOP,NUM"`` (validated: finite, >= 0, strictly increasing).
+    ``"logspace:START,STOP,NUM"`` (validated: finite, >= 0, strictly increasing).
 
-    With ``logspace`` the first time is 10**LOG10_START > 0; the solve still starts at t = 0.
+    Every time is in s, or carries a unit (``2us``, ``500ns``; :mod:`jaxsim.cli._times`).
+    ``logspace`` takes the first and last times as values, as sweep specs do
+    (``logspace:1e-9,1e-5,5`` -> 1e-9, 1e-8, ..., 1e-5 s), so both must be > 0; the solve still
+    starts at t = 0. A form that cannot be meant is refused, naming what was expected.
     """
+    from jaxsim.cli._times import parse_time
+
     text = text.strip()
     kind, sep, rest = text.partition(":")
+    where = f"--times = {text!r}"
     if sep and kind not in ("linspace", "logspace"):
-        raise ParameterError(
-            f"--times = {text!r}: unknown form {kind!r}: expected 't1,t2,...', "
-            "'linspace:START,STOP,NUM' or 'logspace:LOG10_START,LOG10_STOP,NUM' (times in s)")
+        raise ParameterError(f"{where}: unknown form {kind!r}: expected {TIMES_FORMS}")
+    if not sep:
+        items = [p for p in text.split(",") if p.strip()]
+        if not items:
+            raise ParameterError(f"{where} is not readable: expected {TIMES_FORMS}")
+        ts = np.array([_time(parse_time, p, where, f"item {i + 1}") for i, p in enumerate(items)])
+        return check_times(ts, name="--times")
+    parts = rest.split(",")
+    if len(parts) != 3 or not all(p.strip() for p in parts):
+        raise ParameterError(f"{where} is not readable: expected {kind}:START,STOP,NUM "
+                             f"(three values), one of {TIMES_FORMS}")
+    a = _time(parse_time, parts[0], where, f"{kind} START")
+    b = _time(parse_time, parts[1], where, f"{kind} STOP")
     try:
-        if sep and kind in ("linspace", "logspace"):
-            parts = [p for p in rest.split(",") if p.strip()]
-            if len(parts) != 3:
-                raise ValueError
-            a, b, num = float(parts[0]), float(parts[1]), int(float(parts[2]))
-            if num < 1 or not float(parts[2]).is_integer():
-                raise ValueError
-            ts = np.linspace(a, b, num) if kind == "linspace" else np.logspace(a, b, num)
-        else:
-            ts = np.array([float(p) for p in text.split(",") if p.strip()])
+        num = float(parts[2])
+        if not (num.is_integer() and num >= 2):
+            raise ValueError
+        num = int(num)
     except ValueError:
+        raise ParameterError(f"{where}: NUM = {parts[2].strip()!r}: expected an integer >= 2 "
+                             "(the number of times; one time is given as a list: --times 1e-6)"
+                             ) from None
+    if kind == "logspace" and (a <= 0 or b <= 0):
+        bad, value = ("START", parts[0].strip()) if a <= 0 else ("STOP", parts[1].strip())
+        if a <= 0 and b <= 0 and abs(a) <= 30 and abs(b) <= 30 and a < b:
+            hint = (f"; if {parts[0].strip()}, {parts[1].strip()} were meant as exponents, "
+                    f"write logspace:{10.0 ** a:g},{10.0 ** b:g},{num}")
+        elif a == 0:
+            hint = ("; the solve always starts at t = 0: start the logarithmic grid at the "
+                    f"first time of interest, e.g. logspace:1e-10,{parts[1].strip()},{num}")
+        else:
+            hint = ""
         raise ParameterError(
-            f"--times = {text!r} is not readable: expected 't1,t2,...' (s), "
-            "'linspace:START,STOP,NUM' or 'logspace:LOG10_START,LOG10_STOP,NUM' "
-            "(NUM a positive integer)") from None
+            f"{where}: logspace {bad} = {value}: expected a time > 0 s (logspace takes the "
+            f"first and last times themselves, not their exponents){hint}")
+    if not b > a:
+        raise ParameterError(f"{where}: STOP = {parts[1].strip()} is not after START = "
+                             f"{parts[0].strip()}: expected START < STOP")
+    ts = np.linspace(a, b, num) if kind == "linspace" else np.geomspace(a, b, num)
+    ts[0], ts[-1] = a, b  # exactly the times asked for, never beyond them
     return check_times(ts, name="--times")
+
+
+def _time(parse_time, text, where, what) -> float:
+    try:
+        return parse_time(text.strip(), what)
+    except ParameterError as err:
+        raise ParameterError(f"{where}: {err}") from None
 
 
 def parse_sets(items, model) -> dict:
@@ -162,6 +201,7 @@ def run(args) -> int:
         if accumulation is not None:
             doc["rep_rate"] = args.rep_rate
             doc["carrier_accumulation_percent"] = accumulation
+        doc["units"] = json_units(model, accumulation is not None)
         print(json.dumps(doc))
     else:
         _print_table(model, np.asarray(sol.t), states, pl)
@@ -182,9 +222,20 @@ def run(args) -> int:
     return 0
 
 
+def json_units(model, pulse_train: bool = False) -> dict:
+    """The unit of every number in ``simulate --json`` (times in s, as in the table and in
+    ``--times``; densities in cm^-3; parameters in their table's units)."""
+    units = {"t": "s", **{n: "cm^-3" for n in model.state_names}, "pl": "cm^-3 s^-1",
+             "params": {p.name: p.unit for p in model.parameters}}
+    if pulse_train:
+        units.update(rep_rate="Hz", carrier_accumulation_percent="%")
+    return units
+
+
 def _print_table(model, t, states, pl) -> None:
-    cols = ["t (ns)"] + [f"{n} (cm^-3)" for n in model.state_names] + ["PL (cm^-3 s^-1)"]
+    """Times in s (as ``--times`` and ``--json``), densities in cm^-3, PL in cm^-3 s^-1."""
+    cols = ["t (s)"] + [f"{n} (cm^-3)" for n in model.state_names] + ["PL (cm^-3 s^-1)"]
     print("  ".join(f"{c:>16s}" for c in cols))
     for i in range(len(t)):
-        row = [t[i] * 1e9] + [states[n][i] for n in model.state_names] + [pl[i]]
+        row = [t[i]] + [states[n][i] for n in model.state_names] + [pl[i]]
         print("  ".join(f"{x:16.6e}" for x in row))
