@@ -46,8 +46,11 @@ def run(args) -> int:
     from jaxsim.physics.errors import ParameterError
 
     out_dir = os.path.dirname(os.path.abspath(args.out))
-    if not os.path.isdir(out_dir):
-        raise ParameterError(f"--out {args.out!r}: directory {out_dir!r} does not exist")
+    try:  # before the (long) run, so a folder that cannot be made fails at once
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as err:
+        raise ParameterError(f"--out = {args.out!r}: cannot create its folder {out_dir!r}: "
+                             f"{err.strerror}") from None
     sizes = bench.TINY if args.tiny else None
     report = bench.run_benchmark(quick=args.quick or args.tiny, sizes=sizes, seed=args.seed,
                                  dtype=args.dtype, fit_rows=(False if (args.no_fit or args.tiny)
