@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="jaxsim",
         description="Halide-perovskite carrier dynamics with ion-assisted detrapping "
         "(Wen & Jia): simulate, sweep, fit and explain.",
+        epilog="Run 'jaxsim COMMAND --help' for a command's options, units and defaults. "
+        "Times on the command line are in s, or carry a unit (2us, 500ns); other quantities "
+        "are in SI-cm units (cm^-3, s^-1, cm^3 s^-1). Ctrl-C stops any command with exit "
+        "status 130; an interrupted sweep resumes when rerun.",
     )
     parser.add_argument("--version", action="version", version=f"jaxsim {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

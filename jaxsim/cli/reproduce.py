@@ -38,11 +38,16 @@ def load(name: str):
 
 
 def register(subparsers) -> None:
+    from jaxsim.cli._help import Formatter
+
     p = subparsers.add_parser(
         "reproduce", help="reproduce the paper's figures (fig3, fig1, fig4, all)",
-        description="Reproduce a figure of Wen & Jia: writes DIR/NAME.png and DIR/NAME.json. "
-        + "; ".join(f"{k}: {v}" for k, v in FIGURES.items()) + ".")
-    p.add_argument("figure", choices=[*FIGURES, "all"], help="which figure ('all': every one available)")
+        description="Reproduce a figure of Wen & Jia: writes DIR/NAME.png and DIR/NAME.json.",
+        epilog="examples:\n  jaxsim reproduce fig3                 # into out/reproduce\n"
+        "  jaxsim reproduce all --out out/paper", formatter_class=Formatter)
+    p.add_argument("figure", choices=[*FIGURES, "all"], metavar="FIGURE",
+                   help="which figure:\n" + "\n".join(f"  {k}: {v}" for k, v in FIGURES.items())
+                   + "\n  all: every one available")
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                    help=f"output folder, created if missing (default: {DEFAULT_OUT}, which git "
                    "ignores)")

@@ -18,14 +18,14 @@ from jaxsim.numerics.config import SOLVERS, STATUS_MESSAGES, SolverConfig
 from jaxsim.numerics.reference import check_times, solve
 from jaxsim.physics.errors import ParameterError
 from jaxsim.physics.parameters import make_params
-from jaxsim.physics.registry import DEFAULT_MODEL, get_model, models
+from jaxsim.physics.registry import DEFAULT_MODEL, get_model
 
 DEFAULT_TIMES = "linspace:0,2e-6,201"
 
 
 TIMES_FORMS = ("'t1,t2,...', 'linspace:START,STOP,NUM' or 'logspace:START,STOP,NUM' (times "
-               "in s, or with a unit: 1e-9 = 1ns; logspace takes the times themselves, not "
-               "their exponents)")
+               "in s, or with a unit: 2us, 500ns; logspace takes the first and last times "
+               "themselves, not their exponents)")
 
 
 def parse_times(text: str) -> np.ndarray:
@@ -116,40 +116,63 @@ def parse_sets(items, model) -> dict:
     return values
 
 
-def _param_help() -> str:
-    lines = []
-    for m in models().values():
-        rows = ", ".join(f"{p.name} [{p.unit}] (default {p.default:g})" for p in m.parameters)
-        lines.append(f"{m.name}: {rows}")
-    return "; ".join(lines)
+EPILOG = """\
+examples:
+  jaxsim simulate --set A=1e7 --set D=5e6 --set n0=1e16 --times 0,1e-8,1e-7,1e-6
+  jaxsim simulate --model abc --set A=3e6 --times logspace:1e-10,2us,61 --json
+  jaxsim simulate --set D=5e6 --set K1=1e5 --times linspace:0,1e-6,101 --rep-rate 1e6
+
+Output: a table of t (s), each state (cm^-3) and PL = B n p (cm^-3 s^-1), then a status line;
+with --json one object with the same numbers and their units. Exit status 0 on success, 1 when
+the solve failed (its status is printed), 2 on bad input.
+
+"""
 
 
 def register(subparsers) -> None:
+    from jaxsim.cli._help import (
+        ATOL_HELP,
+        DTYPE_HELP,
+        RTOL_HELP,
+        Formatter,
+        model_help,
+        models_and_parameters,
+        solver_help,
+    )
+
     p = subparsers.add_parser(
         "simulate", help="solve one decay and print it (table or JSON)",
         description="Solve the carrier decay after one pulse at t = 0 (or the periodic steady "
         "state of a pulse train with --rep-rate) and print n(t), n_d(t), PL(t) in SI-cm units "
-        "(cm^-3, cm^-3 s^-1; times in s). Parameters: " + _param_help() + ".")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"one of {', '.join(models())} (default {DEFAULT_MODEL})")
+        "(cm^-3, cm^-3 s^-1; times in s).",
+        epilog=EPILOG + models_and_parameters("parameters (--set NAME=VALUE, SI-cm units)"),
+        formatter_class=Formatter)
+    p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME", help=model_help())
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
-                   help="set a parameter in SI-cm units (repeatable), e.g. --set A=1e7")
-    p.add_argument("--times", default=DEFAULT_TIMES,
-                   help="save times in s: 't1,t2,...', 'linspace:START,STOP,NUM' or "
-                   f"'logspace:LOG10_START,LOG10_STOP,NUM' (default {DEFAULT_TIMES})")
-    p.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance (default 1e-6)")
-    p.add_argument("--atol", type=float, default=None,
-                   help="absolute tolerance in the scaled density n/n0 (default rtol*1e-6)")
-    p.add_argument("--solver", default="auto", choices=["auto", *SOLVERS],
-                   help="ODE solver; 'auto': Tsit5, or Kvaerno5 when (max rate x last time) > 1e5")
-    p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
-    p.add_argument("--max-steps", type=int, default=20_000, help="step limit (default 20000)")
+                   help="set a parameter, in its unit from the table below (repeatable), e.g. "
+                   "--set A=1e7 --set n0=3e16; parameters not set keep their defaults")
+    p.add_argument("--times", default=DEFAULT_TIMES, metavar="TIMES",
+                   help=f"save times: {TIMES_FORMS}. Default {DEFAULT_TIMES}: 201 times from 0 "
+                   "to 2 us")
+    p.add_argument("--rtol", type=float, default=1e-6, help=RTOL_HELP + " (default 1e-6)")
+    p.add_argument("--atol", type=float, default=None, help=ATOL_HELP)
+    p.add_argument("--solver", default="auto", choices=["auto", *SOLVERS], metavar="NAME",
+                   help=solver_help())
+    p.add_argument("--dtype", default="float64", choices=["float32", "float64"],
+                   help=DTYPE_HELP)
+    p.add_argument("--max-steps", type=int, default=20_000, metavar="N",
+                   help="most solver steps before the solve stops with status "
+                   "max_steps_reached (default 20000)")
     p.add_argument("--rep-rate", type=float, default=None, metavar="HZ",
-                   help="pulse repetition rate: print the periodic steady state and the carrier "
-                   "accumulation (needs jaxsim.pulses)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+                   help="pulse repetition rate in Hz: print the periodic steady state of a "
+                   "pulse train (the decay after each pulse once carriers have built up) and the "
+                   "carrier accumulation in %%; default: off (one pulse into an empty sample)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object instead of the table (the default): times in "
+                   "s, as in the table; the unit of every number under 'units'")
     p.add_argument("--plot", metavar="FILE.png", default=None,
-                   help="also save n(t) and PL(t) (normalised, log axis, ns) to this PNG")
+                   help="also save n(t) and PL(t) (normalised, log axis, time in ns) to this "
+                   "image (default: no image)")
     p.set_defaults(func=run)
 
 
