@@ -12,7 +12,7 @@ SPEC is a TOML file, e.g. sweeps/sensitivity_default.toml:
   model = "trap_detrap"
   observables = ["tau_mean_pl", "plqy"]
   t1 = 2e-6          # window end, s
-  N = 256            # base samples (power of two); runs = N * (D + 2)
+  N = 256            # base samples (power of two); runs = N x (parameters + 2)
   seed = 0
   rtol = 1e-6        # solver settings as in sweep specs (rtol, atol, dtype, max_steps)
   [fixed]
@@ -29,13 +29,15 @@ See docs/sensitivity.md.
 
 
 def register(subparsers) -> None:
-    from jaxsim.cli._help import Formatter
+    from jaxsim.cli._help import Formatter, models_and_parameters
 
     p = subparsers.add_parser(
         "sensitivity", help="Sobol indices of observables over parameter ranges",
         description="Global sensitivity analysis: first-order and total Sobol indices, with "
         "bootstrap confidence intervals, from a Saltelli design evaluated through the batched "
-        "engine.", epilog=EPILOG, formatter_class=Formatter)
+        "engine.", epilog=EPILOG + "\n" + models_and_parameters(
+            "parameters ([ranges] and [fixed] of a spec; SI-cm units)"),
+        formatter_class=Formatter)
     p.add_argument("spec", type=pathlib.Path, help="TOML spec file (see below)")
     p.add_argument("--out", type=pathlib.Path, required=True, metavar="DIR",
                    help="output folder, created if missing (required)")

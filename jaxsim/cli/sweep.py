@@ -20,13 +20,14 @@ times) are in s; parameters in SI-cm units. See docs/sweep.md.
 
 
 def register(subparsers) -> None:
-    from jaxsim.cli._help import Formatter
+    from jaxsim.cli._help import Formatter, models_and_parameters
 
     p = subparsers.add_parser(
         "sweep", help="run a parameter grid from a TOML spec into a resumable zarr store",
         description="Run the grid of a sweep spec in chunks; each finished chunk is written to "
         "a zarr store. Rerunning the same command resumes: finished chunks are skipped.",
-        epilog=EPILOG, formatter_class=Formatter)
+        epilog=EPILOG + "\n" + models_and_parameters(
+            "parameters (axes and [fixed] of a spec; SI-cm units)"), formatter_class=Formatter)
     p.add_argument("spec", help="TOML sweep spec: a path, or the name of a spec in sweeps/ "
                    "(e.g. default)")
     p.add_argument("--out", required=True, metavar="STORE.zarr",
