@@ -38,7 +38,7 @@ def test_json_trap_detrap_and_btd_keys(capsys):
     # carrier balance: n + n_d never increases
     tot = np.array(doc["n"]) + np.array(doc["n_d"])
     assert np.all(np.diff(tot) <= 0)
-    btd = run_json(capsys, "--model", "btd", "--times", "logspace:-10,-7,61", "--rtol", "1e-9")
+    btd = run_json(capsys, "--model", "btd", "--times", "logspace:1e-10,1e-7,61", "--rtol", "1e-9")
     assert {"n", "n_d", "n_h"} <= set(btd) and len(btd["t"]) == 61
 
 
@@ -47,7 +47,7 @@ def test_table_and_plot(capsys, tmp_path):
     assert main(["simulate", "--set", "A=1e7", "--set", "D=5e6", "--times", "linspace:0,1e-7,61",
                  "--plot", str(png)]) == 0
     out = capsys.readouterr().out
-    assert "t (ns)" in out and "# status: success" in out
+    assert "t (s)" in out and "# status: success" in out
     assert len([ln for ln in out.splitlines() if ln.strip() and ln.lstrip()[0].isdigit()]) == 61
     assert png.stat().st_size > 5_000
 
@@ -63,9 +63,24 @@ def test_table_and_plot(capsys, tmp_path):
     (["--set", "A"], "expected NAME=VALUE"),
     (["--times", "0,2e-9,1e-9"], "not strictly increasing: 2e-09 is followed by 1e-09"),
     (["--times=-1e-9,1e-9"], "contains -1e-09: expected times >= 0"),
-    (["--times", "0,abc"], "is not readable"),
+    (["--times", "0,abc"], "'0,abc': item 2 = 'abc' is not a time: expected a number of s"),
     (["--times", "linspace:0,1e-6"], "is not readable"),
     (["--times", "range:0,1,2"], "unknown form 'range'"),
+    # logspace takes times, not exponents: what cannot be meant is refused, with a hint
+    (["--times", "logspace:0,1e-5,5"],
+     "--times = 'logspace:0,1e-5,5': logspace START = 0: expected a time > 0 s (logspace takes "
+     "the first and last times themselves, not their exponents); the solve always starts at "
+     "t = 0: start the logarithmic grid at the first time of interest, e.g. "
+     "logspace:1e-10,1e-5,5"),
+    (["--times", "logspace:-10,-7,61"],
+     "logspace START = -10: expected a time > 0 s (logspace takes the first and last times "
+     "themselves, not their exponents); if -10, -7 were meant as exponents, write "
+     "logspace:1e-10,1e-07,61"),
+    (["--times", "logspace:1e-9,-1e-5,5"], "logspace STOP = -1e-5: expected a time > 0 s"),
+    (["--times", "logspace:1e-5,1e-9,5"], "STOP = 1e-9 is not after START = 1e-5"),
+    (["--times", "linspace:0,1e-6,1"], "NUM = '1': expected an integer >= 2"),
+    (["--times", "linspace:0,1e-6,2.5"], "NUM = '2.5': expected an integer >= 2"),
+    (["--times", "0,2parsec"], "unit 'parsec' is not known: expected one of s, ms, us"),
     (["--rtol", "0"], "rtol = 0.0: expected"),
     (["--rep-rate", "-5"], "--rep-rate = -5.0: expected a positive"),
 ])
@@ -78,13 +93,43 @@ def test_errors_exit_2_naming_field_value_expected(capsys, argv, message):
 
 def test_parse_times_forms():
     np.testing.assert_allclose(parse_times("linspace:0,2e-6,201"), np.linspace(0, 2e-6, 201))
-    np.testing.assert_allclose(parse_times("logspace:-10,-5,100"), np.logspace(-10, -5, 100))
+    np.testing.assert_allclose(parse_times("logspace:1e-10,1e-5,100"), np.logspace(-10, -5, 100))
+    np.testing.assert_allclose(parse_times("linspace:0,2us,5"), np.linspace(0, 2e-6, 5))
+    np.testing.assert_allclose(parse_times("0,500ns,1µs,2μs"), [0, 5e-7, 1e-6, 2e-6])
     np.testing.assert_allclose(parse_times("0, 1e-9 ,2e-9"), [0, 1e-9, 2e-9])
+
+
+def test_logspace_takes_values_not_exponents():
+    """The issue's case: 1e-9 .. 1e-5 s (was 10**1e-9 .. 10**1e-5, about 1 s, reported as
+    success)."""
+    np.testing.assert_allclose(parse_times("logspace:1e-9,1e-5,5"),
+                               [1e-9, 1e-8, 1e-7, 1e-6, 1e-5], rtol=1e-12)
+    ts = parse_times("logspace:3e-10,2e-6,7")
+    assert ts[0] == 3e-10 and ts[-1] == 2e-6  # exactly the ends asked for, never beyond
+
+
+def test_json_and_table_times_in_s_with_units(capsys):
+    doc = run_json(capsys, "--set", "A=1e7", "--set", "D=5e6",
+                   "--times", "logspace:1e-9,1e-5,61")
+    t = np.array(doc["t"])
+    assert t[0] == 1e-9 and t[-1] == pytest.approx(1e-5, rel=1e-15) and len(t) == 61
+    np.testing.assert_allclose(np.diff(np.log10(t)), 4 / 60, rtol=1e-9)
+    assert doc["status"] == "success"
+    assert doc["units"] == {"t": "s", "n": "cm^-3", "n_d": "cm^-3", "pl": "cm^-3 s^-1",
+                            "params": {"A": "s^-1", "B": "cm^3 s^-1", "C": "cm^6 s^-1",
+                                       "D": "s^-1", "K1": "s^-1", "n0": "cm^-3",
+                                       "G": "cm^-3 s^-1"}}
+    assert main(["simulate", "--set", "A=1e7", "--set", "D=5e6",
+                 "--times", "logspace:1e-9,1e-5,61"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:2] == ["t", "(s)"]
+    rows = np.array([[float(x) for x in ln.split()] for ln in lines[1:62]])
+    np.testing.assert_allclose(rows[:, 0], t, rtol=1e-6)  # same unit as the JSON
+    np.testing.assert_allclose(rows[:, 1], doc["n"], rtol=1e-6)
 
 
 @pytest.mark.slow  # compiles the pulse-train solver (tests/test_pulses.py covers it by default)
 def test_rep_rate(capsys):
-    pytest.importorskip("jaxsim.numerics.pulses")
     doc = run_json(capsys, "--set", "A=1e7", "--set", "D=5e6", "--set", "K1=1e4",
                    "--times", "linspace:0,1e-6,11", "--rep-rate", "1e6")
     acc = doc["carrier_accumulation_percent"]

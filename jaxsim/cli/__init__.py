@@ -10,9 +10,8 @@ import argparse
 import importlib
 import sys
 
-from jaxsim.physics.errors import ParameterError
-
-# name -> (module, one-line help); modules are imported lazily so `jaxsim --help` is instant.
+# name -> (module, one-line help); modules are imported lazily so `jaxsim --help` is instant
+# (it imports neither JAX nor the models; tests/test_cli_help.py checks it).
 COMMANDS = {
     "simulate": ("jaxsim.cli.simulate", "solve one decay and print it (table or JSON)"),
     "reproduce": ("jaxsim.cli.reproduce", "reproduce the paper's figures (fig3, fig1, fig4, all)"),
@@ -32,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="jaxsim",
         description="Halide-perovskite carrier dynamics with ion-assisted detrapping "
         "(Wen & Jia): simulate, sweep, fit and explain.",
+        epilog="Run 'jaxsim COMMAND --help' for a command's options, units and defaults. "
+        "Times on the command line are in s, or carry a unit (2us, 500ns); other quantities "
+        "are in SI-cm units (cm^-3, s^-1, cm^3 s^-1). Ctrl-C stops any command with exit "
+        "status 130; an interrupted sweep resumes when rerun.",
     )
     parser.add_argument("--version", action="version", version=f"jaxsim {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -51,14 +54,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Interrupted(KeyboardInterrupt):
+    """A Ctrl-C that a command has turned into its one-line message (what was kept, how to go
+    on), e.g. ``interrupted after 3 of 12 chunks; rerun the same command to resume``."""
+
+
+#: exit status after Ctrl-C (128 + SIGINT, as shells report it)
+EXIT_INTERRUPTED = 130
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
-    parser = build_parser()
-    args = parser.parse_args()
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0 if args.command is None else 2
+    command = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in COMMANDS else None
+    try:
+        parser = build_parser()
+        args = parser.parse_args()
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 0 if args.command is None else 2
+        return _run(args)
+    except KeyboardInterrupt as err:
+        # Ctrl-C: one line, no traceback; work already written (e.g. sweep chunks) is kept
+        message = str(err) if isinstance(err, Interrupted) and str(err) else (
+            "interrupted before it finished; rerun the same command to start again")
+        print(f"jaxsim{' ' + command if command else ''}: {message}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _run(args) -> int:
+    from jaxsim.physics.errors import ParameterError
+
     try:
         return int(args.func(args) or 0)
     except ParameterError as err:

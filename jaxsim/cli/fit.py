@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import sys
@@ -14,7 +13,7 @@ examples:
       --free B,k_T,k_D,N_T,p0 --loss lsq --out out/btd
   # raw TCSPC counts with a Gaussian instrument response of 50 ps FWHM:
   jaxsim fit decay.ptu --model trap_detrap --n0 1e16 --free A,D,K1 --fix B=1e-10 \\
-      --irf-fwhm 50e-12 --out out/ptu
+      --irf-fwhm 50ps --crop :40ns --out out/ptu
   # HZB layout (power, ND, background rows): n0 proportional to the laser power
   jaxsim fit sample1.csv --model abc --n0-per-watt 1e21 --free A,B --rebin 8 --out out/s1
 
@@ -50,44 +49,128 @@ def _floats(text, what):
 
 
 def register(subparsers) -> None:
+    from jaxsim.cli._help import Formatter, model_help, models_and_parameters
+    from jaxsim.cli._times import TIME_HELP
+
     p = subparsers.add_parser(
         "fit", help="fit model parameters to measured TRPL / TCSPC decays",
-        description="Global fit of a rate-equation model to one or more decays (one file: text/CSV "
-        "'X/Y1/Y2...', PicoQuant .ptu/.phu, Becker & Hickl .sdt). Physical parameters are shared; "
-        "amplitude, background and time shift are per decay.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data", help="decay file")
-    p.add_argument("--model", default="trap_detrap", help="model name (default trap_detrap)")
-    p.add_argument("--n0", default=None, help="excitation density per decay, cm^-3 (a,b,c)")
-    p.add_argument("--n0-per-watt", type=float, default=None,
-                   help="n0 = VALUE * laser power (W) from a power/ND/background file")
-    p.add_argument("--free", required=True, help="parameters to fit, comma-separated")
+        description="Global fit of a rate-equation model to one or more decays (one file: "
+        "text/CSV 'X/Y1/Y2...', PicoQuant .ptu/.phu, Becker & Hickl .sdt). Physical parameters "
+        "are shared; amplitude, background and time shift are per decay. Times on the command "
+        f"line (--crop, --irf-fwhm) are in {TIME_HELP}; --time-unit is only the unit of a "
+        "text file's time column.",
+        epilog=EPILOG + "\n" + models_and_parameters(
+            "parameters (--free, --fix, --init, --bounds; SI-cm units)", fit_ranges=True),
+        formatter_class=Formatter)
+    p.add_argument("data", help="decay file: text/CSV (time column, then one column per decay), "
+                   ".ptu, .phu or .sdt")
+    p.add_argument("--model", default="trap_detrap", metavar="NAME",
+                   help=model_help("trap_detrap"))
+    p.add_argument("--n0", default=None, metavar="N1,N2,...",
+                   help="excitation density of each decay in cm^-3, comma-separated, in the "
+                   "order of the file's decays (this or --n0-per-watt is required)")
+    p.add_argument("--n0-per-watt", type=float, default=None, metavar="CM3_PER_W",
+                   help="n0 = VALUE x laser power in W, in cm^-3 W^-1, with the power read from "
+                   "a power/ND/background file (layout power_nd_background); default: none, --n0 "
+                   "gives n0")
+    p.add_argument("--free", required=True, metavar="NAME,...",
+                   help="parameters to fit, comma-separated (required), e.g. A,D,K1; their "
+                   "search ranges come from the parameter tables (see --bounds)")
     p.add_argument("--fix", action="append", default=[], metavar="NAME=VALUE",
-                   help="fix a parameter (repeatable; others keep their defaults)")
+                   help="fix a parameter at VALUE in its unit (repeatable; parameters neither "
+                   "free nor fixed keep their defaults, listed below)")
     p.add_argument("--init", action="append", default=[], metavar="NAME=VALUE",
-                   help="starting value of a free parameter (repeatable)")
+                   help="starting value of a free parameter in its unit (repeatable; default: "
+                   "its default below)")
     p.add_argument("--bounds", action="append", default=[], metavar="NAME=LO:HI",
-                   help="search range of a free parameter (repeatable)")
+                   help="search range of a free parameter in its unit (repeatable; default: the "
+                   "range of its parameter table)")
     p.add_argument("--loss", choices=("poisson", "lsq", "loglsq"), default=None,
-                   help="default: poisson for counts, lsq for normalised data")
+                   help="what is minimised: poisson (Poisson deviance, raw counts), lsq (least "
+                   "squares, normalised data), loglsq (least squares of the logarithms: every "
+                   "decade weighs the same); default: poisson for counts, lsq otherwise")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--irf", default=None, help="instrument response file (same bins)")
-    g.add_argument("--irf-fwhm", type=float, default=None, help="Gaussian IRF FWHM in s")
-    p.add_argument("--time-unit", default="ns", help="time unit of text files (ns|ps|us|s)")
-    p.add_argument("--layout", default="auto", choices=("auto", "columns", "power_nd_background"))
+    g.add_argument("--irf", default=None, metavar="FILE",
+                   help="instrument response from a file with the data's bins (default: none)")
+    g.add_argument("--irf-fwhm", default=None, metavar="TIME",
+                   help=f"Gaussian instrument response of this full width at half maximum, in "
+                   f"{TIME_HELP} (default: none)")
+    p.add_argument("--time-unit", default="ns", metavar="UNIT",
+                   help="unit of the time column of a text/CSV data or --irf file: s, ms, us, "
+                   "ns, ps or fs (default ns); .ptu/.phu/.sdt files carry their own")
+    p.add_argument("--layout", default="auto", choices=("auto", "columns", "power_nd_background"),
+                   help="text file layout: columns (a time column and one column per decay), "
+                   "power_nd_background (after the header, three rows at time 0 give each "
+                   "decay's laser power in W, ND filter as log10 attenuation and mean background "
+                   "counts: the HZB layout), or auto (the latter when the first rows have time "
+                   "0; the default)")
     p.add_argument("--crop", default=None, metavar="TMIN:TMAX",
-                   help="fit only TMIN <= t < TMAX (in --time-unit; either side may be empty)")
-    p.add_argument("--shift-to-peak", action="store_true", help="move each peak to t = 0")
-    p.add_argument("--normalise", action="store_true", help="divide each decay by its peak")
-    p.add_argument("--rebin", type=int, default=1, help="sum N adjacent bins")
-    p.add_argument("--sigma", type=float, default=None, help="known noise (least squares)")
-    p.add_argument("--background", choices=("auto", "free", "fixed"), default="auto")
-    p.add_argument("--shift", choices=("auto", "free", "fixed"), default="auto")
-    p.add_argument("--starts", type=int, default=8, help="starting points (one batch)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--profile", default=None, metavar="NAME", help="also profile this parameter")
-    p.add_argument("--out", required=True, help="output directory")
+                   help=f"fit only bins with TMIN <= t < TMAX, times in {TIME_HELP}; either side "
+                   "may be empty, e.g. --crop :600ns (default: every bin)")
+    p.add_argument("--shift-to-peak", action="store_true",
+                   help="move each decay's peak to t = 0 (off by default; with an IRF the fit's "
+                   "time shift does this properly)")
+    p.add_argument("--normalise", action="store_true",
+                   help="divide each decay by its peak (off by default; counts become "
+                   "normalised data, fitted by least squares)")
+    p.add_argument("--rebin", type=int, default=1, metavar="N",
+                   help="sum N adjacent bins into one (default 1: no rebinning)")
+    p.add_argument("--sigma", type=float, default=None,
+                   help="known noise of least-squares data, one standard deviation in the data's "
+                   "unit (default: estimated from the residuals)")
+    p.add_argument("--background", choices=("auto", "free", "fixed"), default="auto",
+                   help="constant background per decay: free (fitted), fixed (the file's, or 0), "
+                   "or auto (free unless the file gives it; the default)")
+    p.add_argument("--shift", choices=("auto", "free", "fixed"), default="auto",
+                   help="time shift of each decay against the model: free (fitted within 10 "
+                   "bins), fixed (none), or auto (free only with an instrument response; the "
+                   "default)")
+    p.add_argument("--starts", type=int, default=8, metavar="N",
+                   help="starting points run together in one batch: the initial values plus a "
+                   "Latin hypercube within a decade of them (default 8)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed of the starting points (default 0)")
+    p.add_argument("--profile", default=None, metavar="NAME",
+                   help="also profile the loss over this free parameter, with a 95 %% interval, "
+                   "into DIR/profile.json (default: no profile)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder, created if missing (required): DIR/fit.json, "
+                   "DIR/fit.png")
     p.set_defaults(func=run)
+
+
+def _crop(text: str, ds, time_unit: str = "s"):
+    """``--crop TMIN:TMAX`` in s (or with units); a side outside the data is refused, since a
+    bare number is seconds (a number meant in --time-unit would otherwise crop silently)."""
+    from jaxsim.cli._times import TIME_HELP, parse_time
+    from jaxsim.physics.errors import ParameterError
+
+    lo, sep, hi = text.partition(":")
+    if not sep:
+        raise ParameterError(f"--crop = {text!r}: expected TMIN:TMAX (either side may be empty), "
+                             "e.g. --crop 2ns:600ns")
+    t_lo = parse_time(lo, "--crop TMIN") if lo.strip() else None
+    t_hi = parse_time(hi, "--crop TMAX") if hi.strip() else None
+    from jaxsim.io import TIME_UNITS
+
+    first, last = float(ds.t[0]), float(ds.t[-1] + ds.bin_width)
+    for name, side, v in (("TMIN", lo.strip(), t_lo), ("TMAX", hi.strip(), t_hi)):
+        if v is None or first <= v <= last:
+            continue
+        hint = ""
+        try:  # a bare number meant in the file's unit: say how to write it
+            alt = float(side) * TIME_UNITS.get(time_unit, 1.0)
+            if time_unit != "s" and first <= alt <= last:
+                hint = f"; for {side} {time_unit} write {side}{time_unit}"
+        except ValueError:
+            pass
+        raise ParameterError(
+            f"--crop {name} = {side!r} = {v:g} s is outside the data ({first:g} to {last:g} s): "
+            f"expected a time within it, in {TIME_HELP} (--time-unit is the unit of the file "
+            f"only){hint}")
+    if t_lo is not None and t_hi is not None and not t_hi > t_lo:
+        raise ParameterError(f"--crop = {text!r}: TMAX is not after TMIN: expected TMIN < TMAX")
+    return t_lo, t_hi
 
 
 def run(args) -> int:
@@ -100,7 +183,7 @@ def run(args) -> int:
     from jaxsim.plots.fit import plot_fit
     from jaxsim.studies.fit import FitWarning, fit, profile_likelihood, save_json
 
-    scale = D.time_scale(args.time_unit)
+    D.time_scale(args.time_unit)  # an unknown unit is refused before reading
     ds = D.read_decays(args.data, time_unit=args.time_unit, layout=args.layout)
     if args.n0 is not None and args.n0_per_watt is not None:
         raise ParameterError("give either --n0 or --n0-per-watt, not both")
@@ -119,16 +202,20 @@ def run(args) -> int:
     if args.shift_to_peak:
         ds = D.shift_to_peak(ds)
     if args.crop:
-        lo, _, hi = args.crop.partition(":")
-        ds = D.crop(ds, float(lo) * scale if lo else None, float(hi) * scale if hi else None)
+        ds = D.crop(ds, *_crop(args.crop, ds, args.time_unit))
     if args.normalise:
         ds = D.normalise(ds)
     if args.irf:
         k, off = D.read_irf(args.irf, time_unit=args.time_unit, bin_width_s=ds.bin_width)
         ds = ds.with_irf(k, off, record=f"irf file {args.irf}")
     elif args.irf_fwhm:
-        k, off = D.gaussian_irf(args.irf_fwhm, ds.bin_width)
-        ds = ds.with_irf(k, off, record=f"irf gaussian fwhm={args.irf_fwhm!r} s")
+        from jaxsim.cli._times import parse_time
+
+        fwhm = parse_time(args.irf_fwhm, "--irf-fwhm")
+        if not fwhm > 0:
+            raise ParameterError(f"--irf-fwhm = {args.irf_fwhm!r}: expected a width > 0")
+        k, off = D.gaussian_irf(fwhm, ds.bin_width)
+        ds = ds.with_irf(k, off, record=f"irf gaussian fwhm={fwhm!r} s")
     bounds = {}
     for text in args.bounds:
         name, _, rng = text.partition("=")

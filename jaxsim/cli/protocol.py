@@ -15,6 +15,8 @@ from pathlib import Path
 
 
 def register(subparsers):
+    from jaxsim.cli._help import RTOL_HELP, Formatter
+
     p = subparsers.add_parser(
         "protocol",
         help="slow ionic dynamics under an illumination protocol",
@@ -23,11 +25,19 @@ def register(subparsers):
         "the fast periodic steady state (PL, TCSPC decay) at every lab-time sample. "
         "Specs: sweeps/fig1_brightening.toml, sweeps/fig1_quenching.toml, "
         "sweeps/fig4_memory.toml. Units and the model: docs/ionic.md.",
+        epilog="example:\n  jaxsim protocol sweeps/fig4_memory.toml --out out/memory\n\n"
+        "Writes DIR/protocol.json (lab time in s, PL in cm^-3 s^-1, D and Q in s^-1, per "
+        "segment tau_avg in ns) and DIR/protocol.png.",
+        formatter_class=Formatter,
     )
-    p.add_argument("spec", help="protocol TOML file")
-    p.add_argument("--out", required=True, help="output directory (created if missing)")
-    p.add_argument("--rtol", type=float, default=1e-6, help="fast solver relative tolerance")
-    p.add_argument("--quiet", action="store_true", help="do not print the segment table")
+    p.add_argument("spec", help="protocol TOML file (times in s, rates in s^-1)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder, created if missing (required)")
+    p.add_argument("--rtol", type=float, default=1e-6,
+                   help=RTOL_HELP + ", for the fast (ns to us) decays at each lab-time sample "
+                   "(default 1e-6)")
+    p.add_argument("--quiet", action="store_true",
+                   help="do not print the segment table (printed by default)")
     p.set_defaults(func=run)
     return p
 

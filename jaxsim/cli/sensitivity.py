@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-from pathlib import Path
 import pathlib
+from pathlib import Path
 
 EPILOG = """\
 SPEC is a TOML file, e.g. sweeps/sensitivity_default.toml:
@@ -13,7 +12,7 @@ SPEC is a TOML file, e.g. sweeps/sensitivity_default.toml:
   model = "trap_detrap"
   observables = ["tau_mean_pl", "plqy"]
   t1 = 2e-6          # window end, s
-  N = 256            # base samples (power of two); runs = N * (D + 2)
+  N = 256            # base samples (power of two); runs = N x (parameters + 2)
   seed = 0
   rtol = 1e-6        # solver settings as in sweep specs (rtol, atol, dtype, max_steps)
   [fixed]
@@ -30,21 +29,32 @@ See docs/sensitivity.md.
 
 
 def register(subparsers) -> None:
+    from jaxsim.cli._help import Formatter, models_and_parameters
+
     p = subparsers.add_parser(
         "sensitivity", help="Sobol indices of observables over parameter ranges",
         description="Global sensitivity analysis: first-order and total Sobol indices, with "
         "bootstrap confidence intervals, from a Saltelli design evaluated through the batched "
-        "engine.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("spec", type=pathlib.Path, help="TOML spec file")
-    p.add_argument("--out", type=pathlib.Path, required=True, help="output directory")
-    p.add_argument("--N", dest="n", type=int, default=None,
-                   help="override the spec's N (base samples, a power of two)")
-    p.add_argument("--seed", type=int, default=None, help="override the spec's seed")
-    p.add_argument("--chunk-size", dest="chunk", type=int, default=None,
-                   help="points per compiled batch (overrides the spec)")
+        "engine.", epilog=EPILOG + "\n" + models_and_parameters(
+            "parameters ([ranges] and [fixed] of a spec; SI-cm units)"),
+        formatter_class=Formatter)
+    p.add_argument("spec", type=pathlib.Path, help="TOML spec file (see below)")
+    p.add_argument("--out", type=pathlib.Path, required=True, metavar="DIR",
+                   help="output folder, created if missing (required)")
+    p.add_argument("--N", dest="n", type=int, default=None, metavar="N",
+                   help="base samples, a power of two; runs = N x (parameters + 2) (default: "
+                   "the spec's N, 256 when it has none)")
+    p.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="seed of the Saltelli design (default: the spec's seed, 0 when it has "
+                   "none)")
+    p.add_argument("--chunk-size", dest="chunk", type=int, default=None, metavar="N",
+                   help="points solved together in one batch (default: the spec's chunk_size, 1024 "
+                   "when it has none)")
     p.add_argument("--save-samples", action="store_true",
-                   help="also write DIR/samples.npz (design points and model outputs)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+                   help="also write DIR/samples.npz: design points and model outputs (off by "
+                   "default)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar on stderr (shown by default)")
     p.set_defaults(func=run)
 
 

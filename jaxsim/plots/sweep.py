@@ -74,13 +74,38 @@ def _label(ds, name: str) -> str:
     return f"{name} [{unit}]" if unit and unit != "1" else name
 
 
+def format_time(t: float) -> str:
+    """A time in the unit that gives 1 <= value < 1000: 2e-6 -> '2 µs', 4.5e-7 -> '450 ns'."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9), ("ps", 1e-12)):
+        if abs(t) >= scale * (1 - 1e-9):
+            return f"{t / scale:.4g} {unit}"
+    return f"{t:.3g} s"
+
+
+def window_of(ds, var: str) -> str:
+    """``"over [0, 2 µs]"`` for a summary computed over the sweep's window [0, t1] (lifetimes
+    such as the first moment tau_mean_pl are cut by it), else ``""``."""
+    from jaxsim.observables.summaries import SUMMARIES
+
+    if var not in SUMMARIES:
+        return ""
+    t1 = ds.attrs.get("t1")
+    if t1 is None and "jaxsim_spec" in ds.attrs:
+        from jaxsim.io.spec_files import parse_sweep_spec
+
+        t1 = parse_sweep_spec(ds.attrs["jaxsim_spec"]).t1
+    return f"over [0, {format_time(float(t1))}]" if t1 is not None else ""
+
+
 def plot_store(path, *, x: str, var: str, y: str | None = None,
                at: dict[str, float] | None = None, out=None, log_color: bool | None = None):
     """Heatmap of ``var`` over (x, y), or a line over x; writes ``out`` (PNG/PDF/SVG).
 
-    Times (unit s) are shown in ns; axes with ``scale = "log"`` in the store get log axes; the
-    colour scale is logarithmic when the values are positive and span more than two decades
-    (``log_color`` forces it either way). Returns the matplotlib Figure.
+    Times (unit s) are shown in ns; summaries name the window they were computed over
+    (``over [0, 2 µs]``) in the title and on the colour bar (or y axis); axes with
+    ``scale = "log"`` in the store get log axes; the colour scale is logarithmic when the
+    values are positive and span more than two decades (``log_color`` forces it either way).
+    Returns the matplotlib Figure.
     """
     import matplotlib
 
@@ -100,6 +125,9 @@ def plot_store(path, *, x: str, var: str, y: str | None = None,
         label, unit = f"{var} [ns]", "ns"
     elif unit and unit != "1":
         label = f"{var} [{unit}]"
+    window = window_of(ds, var)
+    if window:  # the window limits first-moment lifetimes: every label says which it was
+        label = f"{label}, {window}"
     fig, ax = plt.subplots(figsize=(6.4, 4.8), constrained_layout=True)
     xs = np.asarray(ds[x].values, dtype=float)
     if y is None:
@@ -124,7 +152,8 @@ def plot_store(path, *, x: str, var: str, y: str | None = None,
     _setaxis(ax, "x", _scale(ds, x), xs)
     ax.set_xlabel(_label(ds, x))
     fixed = ", ".join(f"{k} = {v:.3g}" for k, v in chosen.items())
-    ax.set_title(f"{var}" + (f" at {fixed}" if fixed else ""), fontsize=10)
+    ax.set_title(f"{var}" + (f" {window}" if window else "") + (f" at {fixed}" if fixed else ""),
+                 fontsize=10)
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=120)

@@ -1,21 +1,24 @@
 """Worked example of docs/sensitivity.md: which parameter controls the PL lifetime, where?
 
-Run from the repository root:  python results/sensitivity_example/make_example.py
+Run from the repository root:  python results/sensitivity_example/make_example.py [DIR]
 Writes elasticity_maps.png, dominant_parameter.png and summary.json (numbers quoted in the
-docs) next to this file.
+docs) to DIR (default out/sensitivity_example, ignored by git); pass
+results/sensitivity_example to regenerate the committed copies next to this file.
 """
 
 import json
 import pathlib
+import sys
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from jaxsim.plots.sensitivity import dominant_map, elasticity_maps
-from jaxsim.sensitivity import dominant_parameter, local_sensitivity_grid
-from jaxsim.solve import SolverConfig
+from jaxsim.numerics.config import SolverConfig
+from jaxsim.studies.sensitivity import dominant_parameter, local_sensitivity_grid
 
-OUT = pathlib.Path(__file__).parent
+OUT = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "out/sensitivity_example")
+OUT.mkdir(parents=True, exist_ok=True)
 PARAMS = ["A", "D", "K1", "n0", "B"]
 DOMINANT = ["A", "D", "K1", "n0"]  # B enters with n0 (as B n0): left out of the "which one" map
 T1 = 50e-6  # window, s: first moments are over [0, T1]
