@@ -3,13 +3,12 @@ picks one by the file's suffix (text/CSV for any other)."""
 
 from __future__ import annotations
 
-import importlib
 import pathlib
-import pkgutil
 from typing import Callable
 
 import numpy as np
 
+from jaxsim.physics.registry import import_all
 from jaxsim.studies.decays import DataError, DecaySet
 
 _READERS: dict[str, tuple[Callable, bool]] = {}
@@ -32,13 +31,9 @@ def formats() -> dict[str, Callable]:
 
 def _load_all() -> None:
     global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    package = importlib.import_module("jaxsim.io.formats")
-    for info in pkgutil.iter_modules(package.__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{package.__name__}.{info.name}")
+    if not _LOADED:
+        _LOADED = True
+        import_all("jaxsim.io.formats")
 
 
 def read_decays(path, n0=None, *, time_unit: str = "ns", layout: str = "auto",

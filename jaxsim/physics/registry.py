@@ -28,15 +28,20 @@ def register(model):
     return model
 
 
-def _load_all() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    package = importlib.import_module("jaxsim.physics.models")
+def import_all(package_name: str) -> None:
+    """Import every public module of a package: plug-ins (models, file formats) register
+    themselves when imported."""
+    package = importlib.import_module(package_name)
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
         if not info.name.startswith("_"):
             importlib.import_module(f"{package.__name__}.{info.name}")
+
+
+def _load_all() -> None:
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        import_all("jaxsim.physics.models")
 
 
 def models() -> dict:
@@ -65,4 +70,4 @@ def get_model(model):
     return found
 
 
-__all__ = ["DEFAULT_MODEL", "register", "models", "model_names", "get_model"]
+__all__ = ["DEFAULT_MODEL", "import_all", "register", "models", "model_names", "get_model"]
