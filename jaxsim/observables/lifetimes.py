@@ -31,6 +31,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+#: grid pairs evaluated together by biexp_fit (bounds its memory per decay)
+GRID_BATCH = 8
+#: curves fitted together by the batched fits of summaries (bounds a sweep chunk's memory)
+FIT_BATCH = 256
+
 E_INV = float(np.exp(-1.0))
 
 
@@ -121,11 +126,14 @@ def biexp_fit(t, y, weights=None, *, iterations: int = 40, grid: int = 24) -> Bi
         r = _vp_residual(p, ts, ys, sw)
         return jnp.sum(r**2)
 
-    rss_grid = jax.vmap(rss_of)(pairs)
+    # a few pairs at a time: the whole grid at once holds (pairs x T) values per decay, which
+    # under a vmap over a sweep chunk's decays reached gigabytes
+    rss_grid = jax.lax.map(rss_of, pairs, batch_size=GRID_BATCH)
     rss_grid = jnp.where(jnp.isfinite(rss_grid), rss_grid, jnp.inf)
     p0 = pairs[jnp.argmin(rss_grid)]
     # single-exponential fallback: best single tau on the grid
-    rss1 = jax.vmap(lambda lt: jnp.sum(_vp_residual(lt[None], ts, ys, sw) ** 2))(g)
+    rss1 = jax.lax.map(lambda lt: jnp.sum(_vp_residual(lt[None], ts, ys, sw) ** 2), g,
+                       batch_size=GRID_BATCH)
     tau_single = jnp.exp(g[jnp.argmin(jnp.where(jnp.isfinite(rss1), rss1, jnp.inf))])
 
     def lm_step(_, state):
@@ -222,6 +230,8 @@ biexp_fit_batch = jax.jit(jax.vmap(biexp_fit, in_axes=(None, 0, None)))
 
 
 def _vmap_fit(t, curves, w):
+    """``tau_avg`` of each curve (leading axes any), ``FIT_BATCH`` curves at a time so a sweep
+    chunk's fits take a bounded amount of memory whatever its size."""
     flat = jnp.reshape(curves, (-1, curves.shape[-1]))
-    fit = biexp_fit_batch(t, flat, w)
-    return jnp.reshape(fit.tau_avg, curves.shape[:-1])
+    tau = jax.lax.map(lambda y: biexp_fit(t, y, w).tau_avg, flat, batch_size=FIT_BATCH)
+    return jnp.reshape(tau, curves.shape[:-1])

@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from jaxsim.numerics.padding import pad_points
+from jaxsim.observables.lifetimes import FIT_BATCH
+from jaxsim.observables.summaries import SUMMARIES
 from jaxsim.physics.errors import ParameterError
 from jaxsim.studies.spec import SweepSpec
 from jaxsim.studies.store import (
@@ -125,6 +127,65 @@ def computation_order(spec: SweepSpec) -> np.ndarray | None:
         b = min(a + step, n)
         key[a:b] = _stiffness_key(spec, a, b)
     return np.argsort(key, kind="stable").astype(np.int64)
+
+
+def chunk_lanes(spec: SweepSpec, n_dev: int = 1) -> int:
+    """Lanes of each chunk: the chunk size (a grid smaller than one chunk: its points) padded
+    so each device's share is a multiple of 8 lanes."""
+    step = n_dev * LANE_MULTIPLE
+    return -(-min(spec.chunk_size, spec.n_points) // step) * step
+
+
+#: working memory of one two-exponential fit per time point of its curve, and of the engine
+#: per lane (measured: docs/sweep.md, "Memory"); fits run FIT_BATCH curves at a time
+BIEXP_BYTES_PER_TIME = 600
+ENGINE_BYTES_PER_LANE = 24_000
+SUMMARY_TIMES = 512
+
+
+def chunk_memory_bytes(spec: SweepSpec, lanes: int | None = None) -> int:
+    """An upper estimate of one chunk's working memory in bytes."""
+    lanes = chunk_lanes(spec) if lanes is None else lanes
+    item = 4 if spec.dtype == "float32" else 8
+    curve_ts = spec.curve_times()
+    n_t = 0 if curve_ts is None else len(curve_ts)
+    per_lane = ENGINE_BYTES_PER_LANE + 3 * n_t * len(spec.curve_vars) * item
+    curve_summaries = [n for n in spec.summaries if SUMMARIES.get(n) and SUMMARIES[n].needs_curve]
+    fits = 0
+    if curve_summaries:
+        t_grid = n_t or SUMMARY_TIMES
+        per_lane += 3 * 2 * t_grid * 8  # the curves the summaries are read from
+        fits = min(lanes, FIT_BATCH) * BIEXP_BYTES_PER_TIME * t_grid
+    return int(lanes * per_lane + fits)
+
+
+def physical_memory_bytes() -> int:
+    return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def check_chunk_memory(spec: SweepSpec, *, fraction: float = 0.5) -> None:
+    """Refuse, before any work, a chunk whose working memory (times the chunks computed at
+    once) would exceed ``fraction`` of this machine's memory; say which chunk size fits."""
+    from jaxsim.numerics.engine import default_workers
+
+    at_once = default_workers() + 1  # computing, plus the one being written
+    need = chunk_memory_bytes(spec) * at_once
+    have = physical_memory_bytes()
+    if need <= fraction * have:
+        return
+    per_point = need / chunk_lanes(spec)
+    lo, hi = 0, spec.chunk_size  # largest chunk size (a multiple of 64) that fits
+    while hi - lo > 64:
+        mid = (lo + hi) // 2 // 64 * 64 or 64
+        ok = chunk_memory_bytes(spec, chunk_lanes(spec.replace(chunk_size=mid))) * at_once \
+            <= fraction * have
+        lo, hi = (mid, hi) if ok else (lo, mid)
+    fits = max(lo, LANE_MULTIPLE)
+    raise ParameterError(
+        f"chunk_size = {spec.chunk_size}: {at_once} chunks in flight need about "
+        f"{need / 1e9:.1f} GB ({per_point / 1e3:.0f} kB per point for this spec's curves and "
+        f"curve summaries), more than {fraction:.0%} of this machine's {have / 1e9:.1f} GB: "
+        f"expected chunk_size <= {fits}")
 
 
 def chunk_function(spec: SweepSpec, tail_halvings: int = 0):
@@ -293,6 +354,7 @@ def run_sweep(spec: SweepSpec, out, *, overwrite: bool = False, limit_points: in
     """
     if limit_points is not None and limit_points < 1:
         raise ParameterError(f"limit_points = {limit_points!r}: expected a positive integer")
+    check_chunk_memory(spec)
     process, count = _process()
     store = prepare_store(spec, out, overwrite=overwrite, process=process, count=count)
     spec = store.spec
@@ -316,7 +378,7 @@ def run_sweep(spec: SweepSpec, out, *, overwrite: bool = False, limit_points: in
         # each device's share padded to a multiple of 8 lanes: XLA:CPU computes a remainder
         # that does not fill a vector register with scalar code, whose rounding (FMA) differs,
         # and the adaptive steps then differ between device counts
-        c_pad = -(-spec.chunk_size // (n_dev * LANE_MULTIPLE)) * n_dev * LANE_MULTIPLE
+        c_pad = chunk_lanes(spec, n_dev)
         bar = _progress_bar(total, already, progress, spec)
         from jaxsim.numerics.engine import default_workers, map_chunks
 
