@@ -1,0 +1,41 @@
+"""The fast chunk engine (see chunk.py)."""
+
+from jaxsim.numerics.engine.chunk import (  # noqa: F401
+    CURVE_VARS,
+    DEFAULT_WINDOW,
+    FAILED_ROWS,
+    TAIL_MIN_LANES,
+    TAIL_FROM_CHUNKS,
+    DEFAULT_SUMMARY_POINTS,
+    default_block,
+    default_tail_halvings,
+    default_lanes,
+    check_chunk_values,
+    check_curve_request,
+    chunk_solver,
+    stiffness_order,
+    pad_chunk,
+    default_workers,
+    map_chunks,
+    solve_points,
+)
+
+__all__ = [
+    "CURVE_VARS",
+    "DEFAULT_WINDOW",
+    "FAILED_ROWS",
+    "TAIL_MIN_LANES",
+    "TAIL_FROM_CHUNKS",
+    "DEFAULT_SUMMARY_POINTS",
+    "default_block",
+    "default_tail_halvings",
+    "default_lanes",
+    "check_chunk_values",
+    "check_curve_request",
+    "chunk_solver",
+    "stiffness_order",
+    "pad_chunk",
+    "default_workers",
+    "map_chunks",
+    "solve_points",
+]
