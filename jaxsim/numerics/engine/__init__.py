@@ -1,41 +1,36 @@
 """The fast chunk engine (see chunk.py)."""
 
-from jaxsim.numerics.engine.chunk import (  # noqa: F401
-    CURVE_VARS,
+from jaxsim.numerics.engine.checks import CURVE_VARS, check_chunk_values, check_curve_request
+from jaxsim.numerics.engine.chunk import (
+    DEFAULT_SUMMARY_POINTS,
     DEFAULT_WINDOW,
     FAILED_ROWS,
-    TAIL_MIN_LANES,
     TAIL_FROM_CHUNKS,
-    DEFAULT_SUMMARY_POINTS,
-    default_block,
-    default_tail_halvings,
-    default_lanes,
-    check_chunk_values,
-    check_curve_request,
+    TAIL_MIN_LANES,
     chunk_solver,
-    stiffness_order,
-    pad_chunk,
-    default_workers,
-    map_chunks,
-    solve_points,
+    default_block,
+    default_lanes,
+    default_tail_halvings,
 )
+from jaxsim.numerics.engine.points import pad_chunk, solve_points, stiffness_order
+from jaxsim.numerics.engine.workers import default_workers, map_chunks
 
 __all__ = [
     "CURVE_VARS",
+    "DEFAULT_SUMMARY_POINTS",
     "DEFAULT_WINDOW",
     "FAILED_ROWS",
-    "TAIL_MIN_LANES",
     "TAIL_FROM_CHUNKS",
-    "DEFAULT_SUMMARY_POINTS",
-    "default_block",
-    "default_tail_halvings",
-    "default_lanes",
+    "TAIL_MIN_LANES",
     "check_chunk_values",
     "check_curve_request",
     "chunk_solver",
-    "stiffness_order",
-    "pad_chunk",
+    "default_block",
+    "default_lanes",
+    "default_tail_halvings",
     "default_workers",
     "map_chunks",
+    "pad_chunk",
     "solve_points",
+    "stiffness_order",
 ]

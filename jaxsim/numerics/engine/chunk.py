@@ -61,10 +61,6 @@ lanes that finish early take the cheap ones (longest job first). Everything is p
 from __future__ import annotations
 
 import functools
-import os
-import weakref
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 
 import diffrax
 import jax
@@ -80,14 +76,16 @@ from jaxsim.numerics.config import (
     SUCCESS,
     SolverConfig,
 )
+from jaxsim.numerics.engine.checks import (
+    check_chunk_values,
+    check_curve_request,
+    check_summaries,
+)
 from jaxsim.numerics.reference import Solution, check_times
 from jaxsim.physics.errors import ParameterError
 from jaxsim.physics.model import pl_scale
 from jaxsim.physics.parameters import Params, table_lookup
 from jaxsim.physics.registry import get_model
-
-CURVE_VARS = ("n", "n_d", "pl", "pl_norm")
-
 
 #: save points written per step at most (a longer step is cut at the k-th next save point)
 DEFAULT_WINDOW = 16
@@ -273,50 +271,6 @@ def _needed_integrals(model, names):
     return tuple(need)
 
 
-def _check_summaries(summaries):
-    from jaxsim.observables.summaries import SUMMARIES
-
-    names = (summaries,) if isinstance(summaries, str) else tuple(summaries)
-    for name in names:
-        if name not in SUMMARIES:
-            raise ParameterError(
-                f"summary {name!r} is not known: expected one of {', '.join(SUMMARIES)}")
-    return names, any(SUMMARIES[n].needs_curve for n in names)
-
-
-def check_chunk_values(model, values: dict, extra: tuple = ()) -> int:
-    """Names (the model's parameters, or ``extra``) and shapes (1-D, one length) of a chunk's
-    inputs; returns the chunk length. Values themselves are checked by the caller."""
-    for k in values:
-        if k not in extra:
-            table_lookup(model.parameters, k, model=model.name)
-    if not values:
-        raise ParameterError("values = {}: expected at least one parameter array (chunk,)")
-    shapes = {k: jnp.shape(v) for k, v in values.items()}
-    n = max((s[0] for s in shapes.values() if len(s) == 1), default=None)
-    if n is None or any(len(s) != 1 or s[0] != n for s in shapes.values()):
-        raise ParameterError(f"values have shapes {shapes}: expected 1-D arrays of one length")
-    return n
-
-
-def check_curve_request(model, t1: float, curve_ts, curve_vars):
-    """Validated (curve_ts or None, curve_vars): times in [0, t1], known variables."""
-    curve_vars = (curve_vars,) if isinstance(curve_vars, str) else tuple(curve_vars)
-    if curve_ts is None:
-        return None, curve_vars
-    curve_ts = check_times(curve_ts, name="curve_ts")
-    if curve_ts[-1] > t1 * (1 + 1e-12):
-        raise ParameterError(f"curve_ts ends at {float(curve_ts[-1]):g} s, after t1 = {t1:g} s: "
-                             "expected times <= t1")
-    for var in curve_vars:
-        if var not in CURVE_VARS:
-            raise ParameterError(
-                f"curve variable {var!r} is not known: expected one of {', '.join(CURVE_VARS)}")
-        if var == "n_d" and "n_d" not in model.state_names:
-            raise ParameterError(f"curve variable 'n_d': model {model.name!r} has no trap state")
-    return curve_ts, curve_vars
-
-
 def chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_vars=("pl",),
                  config: SolverConfig = SolverConfig(), fixed=None,
                  window: int = DEFAULT_WINDOW, lanes: int | None = None, summary_ts=None,
@@ -367,7 +321,7 @@ def chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_vars=("pl",),
         raise ParameterError(
             f"solver = {config.solver!r}: the engine steps Tsit5 only (expected 'auto' or "
             "'tsit5'); use jaxsim.solve.solve for implicit solvers")
-    names, needs_curve = _check_summaries(summaries)
+    names, needs_curve = check_summaries(summaries)
     fixed = dict(fixed or {})
     for k, v in fixed.items():
         table_lookup(model.parameters, k, model=model.name).check(v, where="fixed")
@@ -904,112 +858,3 @@ def _summaries(model, names, vals, c, n_ref, finals, integ, saved, ts_key, t1, t
         # from the scaled integrals: independent of B, so defined (the B -> 0 limit) at B = 0
         out["tau_mean_pl"] = integ["t_pl"] / integ["pl"] * tr
     return out
-
-
-def stiffness_order(model, values) -> np.ndarray:
-    """Permutation that sorts points by stiffness, the model's ``max_rate`` (for
-    ``trap_detrap``: :math:`A + D + K_1 + 2 B n_0 + 3 C n_0^2`), which predicts the number of
-    steps a point needs; chunks of consecutive sorted points waste few lock-step iterations."""
-    model = get_model(model)
-    values = dict(values)
-    n = max((np.size(v) for v in values.values()), default=1)
-    full = {row.name: np.broadcast_to(np.asarray(values.get(row.name, row.default), float), (n,))
-            for row in model.parameters}
-    return np.argsort(np.asarray(model.max_rate(full)), kind="stable")
-
-
-def pad_chunk(values: dict, size: int) -> tuple[dict, int]:
-    """Pad each ``(m,)`` array to ``(size,)`` by repeating its last point (a valid point, so
-    the padded lanes cost nothing extra and produce no failures). Returns (padded, m)."""
-    m = max(np.shape(v)[0] for v in values.values())
-    if m > size:
-        raise ParameterError(f"chunk of {m} points does not fit the chunk size {size}")
-    out = {}
-    for k, v in values.items():
-        v = np.asarray(v)
-        out[k] = np.concatenate([v, np.repeat(v[-1:], size - m)]) if m < size else v
-    return out, m
-
-
-def default_workers() -> int:
-    """Chunks solved at once: on a CPU one per core (at most 4), since XLA runs most of the
-    loop's small kernels on one thread and a second chunk keeps the other cores busy (measured
-    1.3-1.5x on 2 cores, docs/performance.md); on an accelerator one."""
-    if jax.default_backend() != "cpu":
-        return 1
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 4))
-
-
-#: chunk functions that have run (so compiled) through :func:`map_chunks`
-_WARM = weakref.WeakSet()
-
-
-def map_chunks(f, items, workers: int | None = None):
-    """Yield ``(key, f(values))`` with host (NumPy) outputs, in the order of ``items``
-    (pairs ``(key, values)``), with up to ``workers`` chunks computing at once in threads (JAX
-    releases the GIL while a computation runs). The first chunk of a function's first call
-    runs alone (one compile, not one per thread); later calls start all workers at once (with
-    8 chunks on 2 workers the solo chunk had cost ~10 % of the run)."""
-    workers = default_workers() if workers is None else int(workers)
-    items = iter(items)
-    try:
-        warm = f in _WARM
-    except TypeError:  # not weakly referenceable
-        warm = False
-    if not warm:
-        first = next(items, None)
-        if first is None:
-            return
-        yield first[0], jax.device_get(f(first[1]))
-        try:
-            _WARM.add(f)
-        except TypeError:
-            pass
-    if workers <= 1:
-        for key, values in items:
-            yield key, jax.device_get(f(values))
-        return
-    with ThreadPoolExecutor(workers) as pool:
-        pending = deque()
-        for key, values in items:
-            pending.append((key, pool.submit(lambda v=values: jax.device_get(f(v)))))
-            # one more queued than there are workers: a worker never waits for the consumer
-            if len(pending) > workers:
-                key0, fut = pending.popleft()
-                yield key0, fut.result()
-        while pending:
-            key0, fut = pending.popleft()
-            yield key0, fut.result()
-
-
-def solve_points(f, values: dict, chunk_size: int, *, sort: bool = True,
-                 workers: int | None = None) -> dict:
-    """Run ``f = chunk_solver(...)`` over any number of points in chunks of ``chunk_size``
-    (sorted by stiffness, stiffest first; last chunk padded; one compile; ``workers`` chunks at
-    once, see :func:`map_chunks`), returning outputs in input order as NumPy arrays. For many
-    curves prefer writing each chunk's output where it goes (a store): assembling one big
-    array in input order costs a copy of it."""
-    values = {k: np.asarray(v, float) for k, v in values.items()}
-    n = max(np.size(v) for v in values.values())
-    values = {k: np.broadcast_to(v, (n,)) for k, v in values.items()}
-    # stiffest first: lanes that finish early take the cheap points left (longest job first)
-    order = stiffness_order(f.model, values)[::-1] if sort else np.arange(n)
-
-    def chunks():
-        for start in range(0, n, chunk_size):
-            idx = order[start:start + chunk_size]
-            chunk, m = pad_chunk({k: v[idx] for k, v in values.items()}, chunk_size)
-            yield (idx, m), chunk
-
-    results = {}
-    for (idx, m), out in map_chunks(f, chunks(), workers):
-        for k, v in out.items():
-            v = np.asarray(v)[:m]
-            if k not in results:
-                results[k] = np.empty((n,) + v.shape[1:], v.dtype)
-            results[k][idx] = v
-    return results
