@@ -23,13 +23,13 @@ Here instead (DESIGN §2.1):
   over the model's states (not the integrals below, which follow the states' steps), each
   :math:`|e_i|` less its own rounding noise :math:`4\epsilon h |f_i| \sum_k |b^{err}_k|` (in
   float32 at rtol 2e-7 that noise had held the steps ~10 % short), and
-  :math:`\varepsilon^{-1/5}` taken in float32 (:func:`_inv_fifth_root`); a step counts as
+  :math:`\varepsilon^{-1/5}` taken in float32 (:func:`.step.inv_fifth_root`); a step counts as
   finite when the states are;
 - each step's stages are computed once: XLA:CPU compiles each output of the loop body into
   its own kernel, and each kernel recomputed every stage its output depends on. The new states and their error estimates come
   out of one kernel, then the new time, step size, states and field out of another: the
-  operands of one variadic reduce (:func:`_one_fusion`). With more than two integrals the
-  stage states are materialised instead (:func:`_materialise`) and only the states packed;
+  operands of one variadic reduce (:func:`.step.one_fusion`). With more than two integrals the
+  stage states are materialised instead (:func:`.step.materialise`) and only the states packed;
 - summaries come from integrals carried as extra state:
   :math:`\int \mathrm{PL}`, :math:`\int t\,\mathrm{PL}`, :math:`\int n`, :math:`\int t\,n`,
   :math:`\int \phi_k` for each flux, only those the requested summaries need;
@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import functools
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -81,6 +80,8 @@ from jaxsim.numerics.engine.checks import (
     check_curve_request,
     check_summaries,
 )
+from jaxsim.numerics.engine.step import Controller, adaptive_step, fusion_plan, runtime_one
+from jaxsim.numerics.engine.tableau import ERR_ABS_SUM
 from jaxsim.numerics.reference import Solution, check_times
 from jaxsim.physics.errors import ParameterError
 from jaxsim.physics.model import pl_scale
@@ -130,102 +131,6 @@ def default_lanes() -> int:
     """Lanes stepped together: enough to fill SIMD units and hide the loop's per-iteration
     cost on a CPU, many more on a GPU."""
     return 1024 if jax.default_backend() == "cpu" else 65536
-
-
-def _tsit5_tables():
-    """Tsit5's tableau (from diffrax) and the matrix M of its continuous extension.
-
-    diffrax's ``_Tsit5Interpolation`` gives :math:`y(\\theta) = y_0 + \\sum_i b_i(\\theta) k_i`
-    with quartic :math:`b_i`, :math:`b_i(0) = 0`; M[i, p-1] is the coefficient of
-    :math:`\\theta^p`, recovered exactly from values at four nodes (checked at a fifth).
-    """
-    tab = diffrax.Tsit5.tableau
-    a = tuple(tuple(float(x) for x in row) for row in tab.a_lower)
-    c = (0.0,) + tuple(float(x) for x in tab.c)
-    b_sol = tuple(float(x) for x in tab.b_sol)
-    b_err = tuple(float(x) for x in tab.b_error)
-    interp_cls = diffrax.Tsit5.interpolation_cls
-    eye = np.eye(7)
-
-    def b_of(theta):
-        interp = interp_cls(t0=0.0, t1=1.0, y0=jnp.zeros(7), y1=jnp.zeros(7), k=jnp.asarray(eye))
-        return np.asarray(interp.evaluate(theta), dtype=np.float64)
-
-    nodes = np.array([0.25, 0.5, 0.75, 1.0])
-    vals = np.stack([b_of(th) for th in nodes])  # (4, 7)
-    vander = nodes[:, None] ** np.arange(1, 5)[None, :]
-    m = np.linalg.solve(vander, vals).T  # (7, 4)
-    check = b_of(0.6) - (0.6 ** np.arange(1, 5)) @ m.T
-    assert np.max(np.abs(check)) < 1e-9, "Tsit5 interpolant is not the expected quartic"
-    return a, c, b_sol, b_err, tuple(tuple(float(x) for x in row) for row in m)
-
-
-_A, _C, _B_SOL, _B_ERR, _M = _tsit5_tables()
-
-
-_ERR_ABS_SUM = sum(abs(x) for x in _B_ERR)
-
-
-def _lin(coefs, ks, j):
-    """sum_i coefs[i] * ks[i][j], skipping zero coefficients (the tableau is sparse)."""
-    acc = None
-    for w, k in zip(coefs, ks):
-        if w != 0.0:
-            term = w * k[j]
-            acc = term if acc is None else acc + term
-    return acc
-
-
-def _rk_step(field, t, h, y, f0, keep=lambda k: k):
-    """One Tsit5 step from (t, y) with f0 = field(t, y) (FSAL). Returns y1, f1, err, ks.
-
-    ``keep`` is applied to each stage's input state (see :func:`_materialise`)."""
-    ks = [f0]
-    n = len(y)
-    for s in range(1, 7):
-        ys = keep(tuple(y[j] + h * _lin(_A[s - 1], ks, j) for j in range(n)))
-        ks.append(field(t + _C[s] * h, ys))
-    # FSAL: the last stage is evaluated at y1 = y + h sum b_i k_i (a_lower[-1] == b_sol)
-    y1 = ys
-    err = tuple(h * _lin(_B_ERR, ks, j) for j in range(n))
-    return y1, ks[-1], err, ks
-
-
-def _inv_fifth_root(x):
-    r""":math:`x^{-1/5}` of the controller, in float32 as :math:`\exp(-\log(x)/5)`: XLA:CPU's
-    ``power`` is a scalar libm call (measured 11 ns per lane in float64, 9 in float32, against
-    3.5 and 1.5 here; ~10 % of a curve step); a step-size factor needs no more digits."""
-    return jnp.exp(-0.2 * jnp.log(x.astype(jnp.float32))).astype(x.dtype)
-
-
-def _one_fusion(xs):
-    """``xs`` unchanged (but -0.0 becomes +0.0), computed in one XLA kernel: the outputs of a
-    variadic reduce over a leading axis of 2 (each value, then 0). All of ``xs`` must have one
-    shape.
-
-    XLA:CPU fuses one output per kernel, so each output of a step (new time, step size,
-    states, field) recomputed every stage it depends on; a reduce with several operands is
-    one kernel, and its operands' common subexpressions are computed once per element."""
-    if jax.default_backend() != "cpu":
-        return tuple(xs)
-    ops = tuple(jnp.stack([x, jnp.zeros_like(x)]) for x in xs)
-    init = tuple(jnp.zeros((), x.dtype) for x in xs)
-    return tuple(jax.lax.reduce(ops, init, lambda a, b: tuple(p + q for p, q in zip(a, b)),
-                                (0,)))
-
-
-def _materialise(one, n_keep):
-    r"""``keep`` for :func:`_rk_step`: divide the first ``n_keep`` components (the model's
-    states) of each stage's input by ``one`` (a 1 computed at run time, so not folded; the
-    division is exact).
-
-    XLA:CPU fuses elementwise producers into every consumer, so each output of the loop body
-    (new state, integrals, field, step size, ...) recomputed the stages. A floating division
-    counts as expensive, and expensive producers are not duplicated: the stage states are
-    computed once. Used with more than two integrals, where one kernel for the whole step
-    (:func:`_one_fusion`) ran slower (docs/performance.md).
-    """
-    return lambda k: tuple(x / one if j < n_keep else x for j, x in enumerate(k))
 
 
 def _pl_states(model) -> set:
@@ -447,6 +352,7 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
     n_state = len(model.state_names)
     integrands = _needed_integrals(model, names)
     rtol, atol = float(config.rtol), float(config.abs_tol)
+    controller = Controller(rtol, atol, 4.0 * float(np.finfo(dtype).eps) * ERR_ABS_SUM, n_state)
     t_end = t1 / tr
     save = ts_key is not None
     max_steps = int(config.max_steps)
@@ -515,17 +421,8 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
     def run(pvals):
         vals = dict(zip(pnames, pvals))
         n_ref = vals["n0"]
-        # a 1 that XLA cannot fold away, also when this is traced inside another jit (shard_map,
-        # jvp): n0 / n0, exact for the positive n0 every point has
-        first = jnp.reshape(jnp.asarray(n_ref, dtype), (-1,))[0]
-        one = first / first
-        # measured (docs/performance.md, 2 workers): up to 2 integrals, the whole step fits one
-        # kernel (bench summaries 1.8x, curves 1.1-1.2x); with more, that kernel ran slower
-        # (default sweep, 7 integrals: 0.7x) than materialising the stage states and packing
-        # only the states (1.27x over materialising alone; 4 integrals: 1.8x)
-        many = len(integrands) > 2
-        keep = _materialise(one, n_state) if many else (lambda k: k)
-        n_pack = n_state if many else n_state + len(integrands)
+        one = runtime_one(n_ref, dtype)
+        plan = fusion_plan(one, n_state, len(integrands))
         bshape = jnp.shape(n_ref)
         npts = int(np.prod(bshape))
         c_all = {k: jnp.broadcast_to(jnp.asarray(v, dtype), bshape).reshape(npts)
@@ -537,58 +434,8 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
         n_res = n_state + len(integrands)
         nblock = int(block)
 
-        def scale(a, b):
-            return atol + rtol * jnp.maximum(jnp.abs(a), jnp.abs(b))
-
         def live_of(t, h, nst):
             return (t < te) & (h >= tiny_h) & (nst < max_steps)
-
-        noise = 4.0 * float(np.finfo(dtype).eps) * _ERR_ABS_SUM
-
-        def step(c, t, h, h_try, y, f, live):
-            """One adaptive Tsit5 step of the ``live`` lanes, of at most ``h_try`` (the others
-            keep their state). Returns the new (t, h, y, f)."""
-            rem = te - t
-            last = h_try >= rem * (1 - 1e-12)
-            # step by exactly fl(t + h) - t, so that t stays the time of the state (in float32,
-            # the rounding of t + h over ~100 steps shifted the curves by up to 1e-5)
-            h_eff = jnp.where(last, rem, (t + h_try) - t)
-            # a step below the resolution of t cannot advance it: the lane fails (status 2)
-            stuck = live & (h_eff <= 0)
-            y1, f1, err, _ = _rk_step(lambda tt, yy: field(tt, yy, c), t, h_eff, y, f, keep)
-            # the stages once (see _one_fusion): the new states and their error estimates in
-            # one kernel (with many integrals, the states only: the integrals' sums come from
-            # the materialised stage states), then the new field from the new states
-            packed = tuple(y1[:n_pack]) + tuple(err[:n_state])
-            packed = _one_fusion(packed)
-            y1 = tuple(packed[:n_pack]) + tuple(y1[n_pack:])
-            err = packed[n_pack:]
-            f1 = field(t + h_eff, y1, c)
-            # minus the error estimate's own rounding noise (~eps h |f| sum|b_err|): in
-            # float32 at rtol 2e-7 it kept the controller from growing slow steps
-            # (the step sizes are not differentiated: sqrt at an error of 0 has no derivative,
-            # and a tangent of the step size only moves the result within the tolerance)
-            ratio = jax.lax.stop_gradient(jnp.sqrt(sum(
-                (jnp.maximum(jnp.abs(err[j]) - noise * jnp.abs(h_eff * f[j]), 0.0)
-                 / scale(y[j], y1[j])) ** 2 for j in range(n_state)) / n_state))
-            # the states only: with the integrals in it, every output of the step recomputed
-            # every integral (they depend on the states alone; a non-finite integral still
-            # shows as a non-finite summary, status 3)
-            finite = jnp.isfinite(ratio)
-            for j in range(n_state):
-                finite = finite & jnp.isfinite(y1[j])
-            acc = (ratio <= 1.0) & finite & live
-            fac = jnp.clip(0.9 * _inv_fifth_root(jnp.where(finite, ratio, 1e10)), 0.2, 10.0)
-            h_new = h_eff * jnp.where(acc, fac, jnp.minimum(fac, 1.0))
-            # a step shortened to meet t1 or a save window does not shrink the next one
-            h_new = jnp.where(acc & (h_eff < h), jnp.maximum(h_new, h), h_new)
-            h_new = jnp.where(live, jnp.where(stuck, 0.0, h_new), h)
-            t_new = jnp.where(acc, jnp.where(last, te, t + h_eff), t)
-            y_new = tuple(jnp.where(acc, a, b) for a, b in zip(y1, y))
-            f_new = tuple(jnp.where(acc, a, b) for a, b in zip(f1, f))
-            t_new, h_new, *rest = _one_fusion((t_new, h_new) + y_new + f_new)
-            y_new, f_new = tuple(rest[:len(y)]), tuple(rest[len(y):])
-            return t_new, h_new, y_new, f_new
 
         def second_derivative(t, y, f, c):
             """y'' = d/dt field(t, y(t)): one jvp of the field along (1, y')."""
@@ -623,7 +470,9 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
                     logs = (rows, prow)
                     # at most k_win save points per step (the flush evaluates k_win per row)
                     h_try = jnp.minimum(h, grid.cap(p) - t)
-                t_new, h_new, y_new, f_new = step(c, t, h, h_try, y, f, live)
+                t_new, h_new, y_new, f_new = adaptive_step(
+                    lambda tt, yy: field(tt, yy, c), t, h, h_try, y, f, live, t_end=te,
+                    controller=controller, plan=plan)
                 return (i + 1, t_new, h_new, y_new, f_new, nst + live.astype(jnp.int32), logs)
 
             return jax.lax.while_loop(cond, one_step, (jnp.int32(0),) + blk)
