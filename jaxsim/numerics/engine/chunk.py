@@ -80,6 +80,14 @@ from jaxsim.numerics.engine.checks import (
     check_curve_request,
     check_summaries,
 )
+from jaxsim.numerics.engine.dense import (
+    CURVE_QUANTITY,
+    DenseOutput,
+    SaveGrid,
+    quantities_from_states,
+    states_to_save,
+)
+from jaxsim.numerics.engine.problem import LaneProblem, needed_integrals
 from jaxsim.numerics.engine.step import Controller, adaptive_step, fusion_plan, runtime_one
 from jaxsim.numerics.engine.tableau import ERR_ABS_SUM
 from jaxsim.numerics.reference import Solution, check_times
@@ -131,49 +139,6 @@ def default_lanes() -> int:
     """Lanes stepped together: enough to fill SIMD units and hide the loop's per-iteration
     cost on a CPU, many more on a GPU."""
     return 1024 if jax.default_backend() == "cpu" else 65536
-
-
-def _pl_states(model) -> set:
-    """Indices of the states ``model.pl`` depends on: changing the state (to another value or
-    to NaN) changes the result. The others are not saved for curves (PL is computed with 0)."""
-    n_state = len(model.state_names)
-    names = set()
-    try:
-        c = {k: np.float64(0.5) for k in model.coefficients(
-            {row.name: row.default for row in model.parameters}, 1e16, 1e-9)}
-        base = np.asarray(model.pl((np.float64(0.5),) * n_state, c))
-        for j in range(n_state):
-            for other in (np.nan, 0.7, 0.0):
-                y = tuple(np.float64(other) if i == j else np.float64(0.5)
-                          for i in range(n_state))
-                val = np.asarray(model.pl(y, c))
-                if not (np.isfinite(val) and val == base):
-                    names.add(j)
-    except Exception:  # any doubt: interpolate every state
-        return set(range(n_state))
-    return names
-
-
-def _needed_integrals(model, names):
-    """Integrands (scaled) needed by the integral summaries in ``names``."""
-    need = []
-
-    def add(x):
-        if x not in need:
-            need.append(x)
-
-    for name in names:
-        if name == "tau_mean_pl":
-            add("pl"), add("t_pl")
-        elif name == "tau_mean_n":
-            add("n"), add("t_n")
-        elif name in ("plqy", "pl_integrated"):
-            add("pl")
-        elif name.startswith("share_") and name != "share_remaining":
-            ch = name[len("share_"):]
-            if ch in model.fluxes_reported:
-                add(ch)
-    return tuple(need)
 
 
 def chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_vars=("pl",),
@@ -288,59 +253,27 @@ def _make_core(model, t1, names, curve_vars, save_ts, return_curves, config, win
                         lanes, dc, block, tail)
 
 
-def _grid_fn(ts_s: np.ndarray, dtype, t_end: float, k_win: int):
-    """``g(idx)``: save time number ``idx`` (scaled; ``inf`` from ``len(ts)`` on), with
+def _save_times(ts_key, t_ref, t_end, dtype, dtype_name):
+    """The save times, scaled, checked to be resolved by ``dtype`` at the window's end."""
+    ts = np.minimum(np.asarray(ts_key, dtype=np.float64) / t_ref, t_end)
+    gaps = np.diff(ts)
+    resolution = 4 * float(np.spacing(np.asarray(t_end, dtype)))
+    if gaps.size and gaps.min() < resolution:
+        raise ParameterError(
+            f"curve_ts: two save times are {gaps.min() * t_ref:.3g} s apart, below "
+            f"what {dtype_name} resolves at t1 ({resolution * t_ref:.3g} s): expected "
+            "coarser save times, or dtype float64")
+    return ts
 
-    - ``g.before(t)``: the number of save times before ``t`` (all of them once ``t`` reaches
-      the window's end), so a step from ``t0`` to ``t1`` covers the save points
-      ``before(t0) <= k < before(t1)``;
-    - ``g.cap(p)``: the latest end of a step from a time with ``before == p`` that covers at
-      most ``k_win`` save points: half a spacing short of save point ``p + k_win`` (so that
-      rounding cannot add one), ``inf`` when fewer than ``k_win`` points are left.
 
-    Evenly spaced grids (linear time axes, TCSPC bins) are computed arithmetically; other grids
-    are searched in the padded table.
-    """
-    n = len(ts_s)
-    if n > 1:
-        step = (ts_s[-1] - ts_s[0]) / (n - 1)
-        uniform = step > 0 and np.allclose(np.diff(ts_s), step, rtol=1e-9, atol=0)
-    else:
-        step, uniform = 1.0, True
-    first = float(ts_s[0])
-    table = jnp.asarray(np.concatenate([ts_s, [np.inf]]), dtype)
-    te = jnp.asarray(t_end, dtype)
-
-    def g(idx):
-        if uniform:
-            val = first + idx.astype(dtype) * jnp.asarray(step, dtype)
-            # the last point exactly (t1), not first + (n-1) * step
-            val = jnp.where(idx == n - 1, jnp.asarray(ts_s[-1], dtype), val)
-            return jnp.where(idx < n, val, jnp.inf)
-        return jnp.take(table, jnp.minimum(idx, n), mode="clip")
-
-    def before(t):
-        if uniform:
-            k = jnp.ceil((t - first) / jnp.asarray(step, dtype))
-            k = jnp.clip(k, 0, n).astype(jnp.int32)
-        else:
-            k = jnp.searchsorted(table[:-1], t, side="left", method="scan_unrolled")
-            k = k.astype(jnp.int32)
-        return jnp.where(t >= te, n, k)
-
-    def cap(p):
-        m = p + k_win
-        if uniform:
-            c = first + (m - 0.5).astype(dtype) * jnp.asarray(step, dtype)
-        else:
-            lo = jnp.take(table, jnp.clip(m - 1, 0, n), mode="clip")
-            hi = jnp.take(table, jnp.minimum(m, n), mode="clip")
-            c = lo + 0.5 * (hi - lo)
-        return jnp.where(m < n, c, jnp.inf)
-
-    g.before, g.cap = before, cap
-    g.step = float(step) if uniform else None
-    return g
+def _saved_quantities(curve_vars, names) -> tuple[str, ...]:
+    """Scaled quantities saved on the grid: those of the curves, then those of the curve
+    summaries (PL for ``*_pl``, else n), each once."""
+    quantities = [CURVE_QUANTITY[var] for var in curve_vars]
+    for name in names:
+        if observables.SUMMARIES[name].needs_curve:
+            quantities.append("pl" if name.endswith("_pl") else "n")
+    return tuple(dict.fromkeys(quantities))
 
 
 def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, window, lanes, dc,
@@ -350,73 +283,21 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
     tr = config.t_ref
     pnames = model.parameter_names
     n_state = len(model.state_names)
-    integrands = _needed_integrals(model, names)
+    integrands = needed_integrals(model, names)
     rtol, atol = float(config.rtol), float(config.abs_tol)
     controller = Controller(rtol, atol, 4.0 * float(np.finfo(dtype).eps) * ERR_ABS_SUM, n_state)
     t_end = t1 / tr
     save = ts_key is not None
     max_steps = int(config.max_steps)
+    problem = LaneProblem(model, integrands, dtype, rtol, atol, t_end)
+    field = problem.field
     if save:
-        ts_s = np.minimum(np.asarray(ts_key, dtype=np.float64) / tr, t_end)
+        ts_s = _save_times(ts_key, tr, t_end, dtype, config.dtype)
         n_ts = len(ts_s)
-        k_win = int(min(window, n_ts))
-        grid = _grid_fn(ts_s, dtype, t_end, k_win)
-        gaps = np.diff(ts_s)
-        resolution = 4 * float(np.spacing(np.asarray(t_end, dtype)))
-        if gaps.size and gaps.min() < resolution:
-            raise ParameterError(
-                f"curve_ts: two save times are {gaps.min() * config.t_ref:.3g} s apart, below "
-                f"what {config.dtype} resolves at t1 ({resolution * config.t_ref:.3g} s): expected "
-                "coarser save times, or dtype float64")
-        # scaled quantities saved on the grid
-        quantities = []
-        for var in curve_vars:
-            quantities.append({"n": "n", "n_d": "n_d", "pl": "pl", "pl_norm": "pl"}[var])
-        for name in names:
-            if observables.SUMMARIES[name].needs_curve:
-                quantities.append("pl" if name.endswith("_pl") else "n")
-        quantities = tuple(dict.fromkeys(quantities))
-        m_idx = jnp.arange(k_win, dtype=jnp.int32)
-        # states interpolated on the grid (scattered): those the quantities need; PL is
-        # computed afterwards from them (pl usually needs n only: one scatter, not two)
-        need = set()
-        for q in quantities:
-            need |= {0} if q == "n" else {1} if q == "n_d" else _pl_states(model)
-        saved_states = tuple(sorted(need))
-
-    def field(t, y, c):
-        s = y[:n_state]
-        ds = tuple(model.vector_field(t, s, c))
-        if not integrands:
-            return ds
-        pl = model.pl(s, c) if any(k in ("pl", "t_pl") for k in integrands) else None
-        fl = model.fluxes(s, c) if any(k in model.fluxes_reported for k in integrands) else {}
-        extra = []
-        for k in integrands:
-            if k == "pl":
-                extra.append(pl)
-            elif k == "t_pl":
-                extra.append(t * pl)
-            elif k == "n":
-                extra.append(s[0])
-            elif k == "t_n":
-                extra.append(t * s[0])
-            else:
-                extra.append(fl[k])
-        return ds + tuple(extra)
-
-    def init_lane(c):
-        """Initial state, vector field and first step (Hairer & Wanner II.4: 0.01 |y0|/|f0|)."""
-        shape = jnp.shape(c["u0"])
-        zeros = jnp.zeros(shape, dtype)
-        y0 = tuple(jnp.broadcast_to(jnp.asarray(v, dtype), shape)
-                   for v in model.initial_state(c)) + tuple(zeros for _ in integrands)
-        f0 = field(zeros, y0, c)
-        sc = [atol + rtol * jnp.abs(y0[j]) for j in range(n_state)]
-        d0 = jnp.sqrt(sum((y0[j] / sc[j]) ** 2 for j in range(n_state)) / n_state)
-        d1 = jnp.sqrt(sum((f0[j] / sc[j]) ** 2 for j in range(n_state)) / n_state)
-        h0 = jnp.where((d0 > 1e-5) & (d1 > 1e-5), 0.01 * d0 / jnp.maximum(d1, 1e-30), 1e-6)
-        return y0, f0, jnp.minimum(h0, jnp.asarray(t_end, dtype))
+        grid = SaveGrid(ts_s, dtype, t_end, int(min(window, n_ts)))
+        quantities = _saved_quantities(curve_vars, names)
+        saved_states = states_to_save(model, quantities)
+        dense = DenseOutput(grid, saved_states, int(block))
 
     def run(pvals):
         vals = dict(zip(pnames, pvals))
@@ -437,19 +318,6 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
         def live_of(t, h, nst):
             return (t < te) & (h >= tiny_h) & (nst < max_steps)
 
-        def second_derivative(t, y, f, c):
-            """y'' = d/dt field(t, y(t)): one jvp of the field along (1, y')."""
-            return jax.jvp(lambda tt, yy: field(tt, yy, c), (t, y), (jnp.ones_like(t), f))[1]
-
-        def log_row(t, y, f, c):
-            """(t, then y, y', y'' of each saved state): a quintic Hermite segment needs these
-            at both ends. y'' = d/dt field(t, y(t)) by one jvp: no stage values are kept."""
-            acc2 = second_derivative(t, y, f, c)
-            cols = [t]
-            for j in saved_states:
-                cols += [y[j], f[j], acc2[j]]
-            return jnp.stack(cols, axis=-1)
-
         def inner(c, blk):
             """``block`` steps of every live lane: no writes but the log rows. (A test whether
             any lane is still live cost ~6 kernels per step, ~8 % of a curve chunk; it would
@@ -464,11 +332,8 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
                 h_try = h
                 if save:
                     p = grid.before(t)
-                    rows, prow = logs
-                    rows = jax.lax.dynamic_update_index_in_dim(rows, log_row(t, y, f, c), i, 1)
-                    prow = jax.lax.dynamic_update_index_in_dim(prow, p, i, 1)
-                    logs = (rows, prow)
-                    # at most k_win save points per step (the flush evaluates k_win per row)
+                    logs = dense.write(logs, i, lambda tt, yy: field(tt, yy, c), t, y, f, p)
+                    # at most `window` save points per step (the flush evaluates that many)
                     h_try = jnp.minimum(h, grid.cap(p) - t)
                 t_new, h_new, y_new, f_new = adaptive_step(
                     lambda tt, yy: field(tt, yy, c), t, h, h_try, y, f, live, t_end=te,
@@ -477,55 +342,12 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
 
             return jax.lax.while_loop(cond, one_step, (jnp.int32(0),) + blk)
 
-        def flush(rows, prow, n_it, pid, nref, outs):
-            """Evaluate each step's quintic Hermite segment on the (at most k_win) save points
-            it covers and scatter them, in cm^-3, into the outputs, lane by lane (ascending
-            addresses; the slots a step does not use point past the end and are dropped)."""
-            r0, r1 = rows[:, :-1], rows[:, 1:]
-            p0 = prow[:, :-1]
-            count = jnp.where((jnp.arange(nblock) < n_it)[None, :], prow[:, 1:] - p0, 0)
-            # per step (lanes, block): the segment's coefficients in theta, in cm^-3; divided by
-            # the runtime 1 so that XLA computes them once per step, not once per slot
-            t0, hh = r0[..., 0], r1[..., 0] - r0[..., 0]
-            inv_h = jnp.where(hh > 0, 1.0 / jnp.where(hh > 0, hh, 1.0), 0.0)
-            half = 0.5 * hh * hh
-            scale_ = nref[:, None]
-            coefs = []
-            for q in range(len(saved_states)):
-                ya, fa, aa = (r0[..., 1 + 3 * q + e] for e in range(3))
-                yb, fb, ab = (r1[..., 1 + 3 * q + e] for e in range(3))
-                d0 = yb - ya - hh * fa - half * aa
-                d1 = hh * (fb - fa) - 2.0 * half * aa
-                d2 = 2.0 * half * (ab - aa)
-                cs = (ya, hh * fa, half * aa, 10.0 * d0 - 4.0 * d1 + 0.5 * d2,
-                      -15.0 * d0 + 7.0 * d1 - d2, 6.0 * d0 - 3.0 * d1 + 0.5 * d2)
-                st = jnp.stack(cs, axis=-1) * scale_[..., None] / one
-                coefs.append(tuple(st[..., e] for e in range(6)))
-            # per slot (lanes, block, k): each lane's writes are contiguous in its output row
-            tr_ = lambda a: a[..., None]  # noqa: E731
-            ids = tr_(p0) + m_idx
-            valid = m_idx < tr_(count)
-            tau = grid(jnp.minimum(ids, n_ts - 1))
-            theta = jnp.clip((tau - tr_(t0)) * tr_(inv_h), 0.0, 1.0)
-            flat = jnp.where(valid, pid[:, None, None] * n_ts + ids, npts * n_ts).reshape(-1)
-            new = []
-            for o, cs in zip(outs, coefs):
-                c0, c1, c2, c3, c4, c5 = (tr_(x) for x in cs)
-                val = c0 + theta * (c1 + theta * (c2 + theta * (c3 + theta * (c4 + theta * c5))))
-                new.append(o.at[flat].set(val.reshape(-1), mode="drop"))
-            return tuple(new)
-
-        def start(c):
-            """Fresh lanes: initial state, field, first step."""
-            y0, f0, h0 = init_lane(c)
-            return jnp.zeros_like(h0), h0, y0, f0
-
         def take(pid, fresh, lane):
             """Lane state with ``fresh`` lanes (re)started on point ``pid``."""
             c, t, h, y, f, nst = lane
             safe = jnp.minimum(pid, npts - 1)
             c = {k: jnp.where(fresh, c_all[k][safe], c[k]) for k in c}
-            tn, hn, yn, fn = start(c)
+            tn, hn, yn, fn = problem.start(c)
             empty = pid >= npts
             t = jnp.where(fresh, tn, jnp.where(empty, te, t))
             h = jnp.where(fresh, hn, h)
@@ -540,11 +362,8 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
             # the logs are reused: rows past this block's last are never read
             n_it, t, h, y, f, nst, logs = inner(c, (t, h, y, f, nst, logs))
             if save:
-                rows, prow = logs
-                rows = jax.lax.dynamic_update_index_in_dim(rows, log_row(t, y, f, c), n_it, 1)
-                prow = jax.lax.dynamic_update_index_in_dim(prow, grid.before(t), n_it, 1)
-                outs = flush(rows, prow, n_it, pid, c[NREF], outs)
-                logs = (rows, prow)
+                logs = dense.write(logs, n_it, lambda tt, yy: field(tt, yy, c), t, y, f)
+                outs = dense.flush(logs, n_it, pid, c[NREF], outs, one, npts)
             # lanes done with their point: record it, take the next one
             fin = ~live_of(t, h, nst) & (pid < npts)
             if save:
@@ -571,7 +390,7 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
 
         pid0 = jnp.arange(nl, dtype=jnp.int32)
         c0 = {k: v[:nl] for k, v in c_all.items()}
-        t0_, h0_, y0_, f0_ = start(c0)
+        t0_, h0_, y0_, f0_ = problem.start(c0)
         lane0 = (c0, t0_, h0_, y0_, f0_, jnp.zeros((nl,), jnp.int32))
         res0 = tuple(jnp.zeros((npts,), dtype) for _ in range(n_res))
         codes0 = jnp.full((npts,), MAX_STEPS, jnp.int32)
@@ -579,9 +398,9 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
         outs0 = tuple(jnp.full((npts * n_ts,), jnp.nan, dtype)
                       for _ in saved_states) if save else ()
         max_blocks = min(npts * (max_steps // nblock + 2), np.iinfo(np.int32).max)
+
         def logs_for(n_l):
-            return ((jnp.zeros((n_l, nblock + 1, 1 + 3 * len(saved_states)), dtype),
-                     jnp.zeros((n_l, nblock + 1), jnp.int32)) if save else ())
+            return dense.empty_log(n_l, dtype) if save else ()
 
         oc = (jnp.int32(0), pid0, jnp.int32(nl), lane0, res0, codes0, steps0, outs0,
               logs_for(nl))
@@ -626,13 +445,8 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
         saved = {}
         if save:
             # the states come in cm^-3; PL (scaled) is computed from them, densely
-            st = dict(zip(saved_states, outs))
-            zero = jnp.zeros((npts, n_ts), dtype)
-            inv = 1.0 / c_all[NREF][:, None]
-            full = tuple(st[j] * inv if j in st else zero for j in range(n_state))
-            cc = {k: v[:, None] for k, v in c_all.items()}
-            qv = {"n": lambda: st[0], "n_d": lambda: st[1], "pl": lambda: model.pl(full, cc)}
-            saved = {q: qv[q]().reshape(bshape + (n_ts,)) for q in quantities}
+            saved = quantities_from_states(model, quantities, dict(zip(saved_states, outs)),
+                                           c_all, c_all[NREF], n_ts, dtype, bshape)
         res = tuple(r.reshape(bshape) for r in res)
         finals = res[:n_state]
         integ = dict(zip(integrands, res[n_state:]))
