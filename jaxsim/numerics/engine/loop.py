@@ -31,7 +31,7 @@ from jaxsim.numerics.engine.problem import LaneProblem
 from jaxsim.numerics.engine.step import Controller, FusionPlan, adaptive_step
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds traced arrays: hashed by identity
 class ChunkLoop:
     """Everything the loop of one chunk needs besides its state (built inside the trace)."""
 
