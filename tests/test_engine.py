@@ -148,7 +148,7 @@ def test_no_recompile_and_padding(f_lin, points, out_lin):
     f_lin(other)
     f_lin({k: v[::-1] for k, v in points.items()})
     assert f_lin.core._cache_size() == 1
-    # a short last chunk is padded with its last point and cut back
+    # a short last chunk is padded (the one padding rule: its first point repeated) and cut back
     many = {k: np.concatenate([v, other[k][:3]]) for k, v in points.items()}
     res = solve_points(f_lin, many, CHUNK)
     assert f_lin.core._cache_size() == 1
@@ -157,7 +157,7 @@ def test_no_recompile_and_padding(f_lin, points, out_lin):
     np.testing.assert_allclose(res["tau_mean_pl"][:CHUNK], out_lin["tau_mean_pl"], rtol=1e-12)
     padded, m = pad_chunk({k: v[:3] for k, v in other.items()}, CHUNK)
     assert m == 3 and all(v.shape == (CHUNK,) for v in padded.values())
-    assert np.all(padded["A"][3:] == other["A"][2])
+    assert np.all(padded["A"][3:] == other["A"][0])
 
 
 def test_max_steps_flagged(points):

@@ -18,11 +18,11 @@ solving:
   (extrapolated: points/s is subsample size / time); summaries from two extra integrated states.
 - ``diffrax_naive``: ``jit(vmap(diffeqsolve(Tsit5, PIDController(1e-6), SaveAt(ts=1000 points))))``
   on unsorted chunks; summaries from the saved PL curve (trapezoid rule), the naive way.
-- ``jaxsim``: :func:`jaxsim.numerics.engine.chunk_solver`, sorted chunks, several at once on a CPU
-  (:func:`jaxsim.numerics.engine.map_chunks`), as a large sweep runs them (on a CPU with the chunks'
-  tails moved to fewer lanes, :func:`jaxsim.numerics.engine.default_tail_halvings`); one row per
-  engine dtype (``float64`` and ``float32`` by default; the baselines always run in float64).
-  The ratios are ``{output}_{dtype}_vs_{baseline}``.
+- ``jaxsim``: :func:`jaxsim.numerics.engine.chunk_solver`, sorted chunks, several at once on a
+  CPU (:func:`jaxsim.numerics.engine.map_chunks`), as a large sweep runs them (on a CPU with the
+  chunks' tails moved to fewer lanes, :func:`jaxsim.numerics.engine.default_tail_halvings`); one
+  row per engine dtype (``float64`` and ``float32`` by default; the baselines always run in
+  float64). The ratios are ``{output}_{dtype}_vs_{baseline}``.
 
 Relative error of a summary is :math:`|x - x_\mathrm{ref}| / |x_\mathrm{ref}|`; of a curve
 :math:`\max_t |y - y_\mathrm{ref}| / (|y_\mathrm{ref}| + f\max_t |y_\mathrm{ref}|)` with
@@ -373,11 +373,11 @@ def engine_fn(kind: str, dtype: str = "float64", rtol: float = ENGINE_RTOL, lane
 
 class _JaxsimRow(_Row):
     """The engine as a sweep drives it: points sorted by stiffness (stiffest first), chunks of
-    ``chunk`` (the last padded), ``workers`` chunks at once (:func:`jaxsim.numerics.engine.map_chunks`),
-    each chunk's outputs fetched to host memory as it finishes and dropped once the error
-    subsample's rows are copied out; as a large sweep runs it (jaxsim.numerics.engine.TAIL_FROM_CHUNKS
-    chunks or more): on a CPU with the chunks' tails moved to fewer lanes (compile_s includes
-    the extra loops)."""
+    ``chunk`` (the last padded), ``workers`` chunks at once
+    (:func:`jaxsim.numerics.engine.map_chunks`), each chunk's outputs fetched to host memory as
+    it finishes and dropped once the error subsample's rows are copied out; as a large sweep
+    runs it (``jaxsim.numerics.engine.TAIL_FROM_CHUNKS`` chunks or more): on a CPU with the
+    chunks' tails moved to fewer lanes (compile_s includes the extra loops)."""
 
     def __init__(self, points, kind, chunk, ref_points, dtype="float64", workers=None):
         super().__init__()

@@ -35,9 +35,15 @@ MOMENTS = ("pl", "t_pl", "n", "t_n")
 
 @dataclass(frozen=True)
 class ScaledProblem:
-    """One model's scaled rate equations and integrands (hashable: a static ``jit`` argument)."""
+    """One model's scaled rate equations and integrands (hashable: a static ``jit`` argument).
+
+    ``integrands``: which integrals to carry, in order (names of :data:`MOMENTS` and of the
+    model's reported fluxes); ``None`` carries them all. The chunk engine carries only those its
+    summaries need.
+    """
 
     model: Model
+    integrands: tuple[str, ...] | None = None
 
     @property
     def n_states(self) -> int:
@@ -45,6 +51,8 @@ class ScaledProblem:
 
     @property
     def integrand_names(self) -> tuple[str, ...]:
+        if self.integrands is not None:
+            return self.integrands
         return MOMENTS + tuple(self.model.fluxes_reported)
 
     def state_field(self, c: dict):
@@ -53,16 +61,22 @@ class ScaledProblem:
         return lambda t, y, args: tuple(model.vector_field(t, y, c))
 
     def augmented_field(self, c: dict):
-        """The rate equations followed by the integrands of :attr:`integrand_names`."""
-        model, k = self.model, self.n_states
+        """The rate equations followed by the integrands of :attr:`integrand_names` (calling
+        only the model functions they need)."""
+        model, k, names = self.model, self.n_states, self.integrand_names
+        needs_pl = any(n in ("pl", "t_pl") for n in names)
+        needs_fluxes = any(n not in MOMENTS for n in names)
 
         def field(t, y, args):
             state = y[:k]
-            pl = model.pl(state, c)
-            fluxes = model.fluxes(state, c)
+            dstate = tuple(model.vector_field(t, state, c))
+            if not names:
+                return dstate
+            pl = model.pl(state, c) if needs_pl else None
+            fluxes = model.fluxes(state, c) if needs_fluxes else {}
             u = state[0]
-            return (tuple(model.vector_field(t, state, c)) + (pl, t * pl, u, t * u)
-                    + tuple(fluxes[name] for name in model.fluxes_reported))
+            moments = {"pl": pl, "t_pl": t * pl if needs_pl else None, "n": u, "t_n": t * u}
+            return dstate + tuple(moments[n] if n in MOMENTS else fluxes[n] for n in names)
 
         return field
 
