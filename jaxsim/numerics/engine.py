@@ -86,9 +86,6 @@ from jaxsim.physics.model import pl_scale
 from jaxsim.physics.parameters import Params, table_lookup
 from jaxsim.physics.registry import get_model
 
-CURVE_VARS = ("n", "n_d", "pl", "pl_norm")
-
-
 #: save points written per step at most (a longer step is cut at the k-th next save point)
 DEFAULT_WINDOW = 16
 
@@ -273,15 +270,10 @@ def _needed_integrals(model, names):
     return tuple(need)
 
 
-def _check_summaries(summaries):
-    from jaxsim.observables.summaries import SUMMARIES
-
-    names = (summaries,) if isinstance(summaries, str) else tuple(summaries)
-    for name in names:
-        if name not in SUMMARIES:
-            raise ParameterError(
-                f"summary {name!r} is not known: expected one of {', '.join(SUMMARIES)}")
-    return names, any(SUMMARIES[n].needs_curve for n in names)
+def _check_summaries(model, summaries):
+    names = observables.check_summary_names(model, summaries)
+    table = observables.summary_table(model)
+    return names, any(table[n].needs_curve for n in names)
 
 
 def check_chunk_values(model, values: dict, extra: tuple = ()) -> int:
@@ -308,12 +300,11 @@ def check_curve_request(model, t1: float, curve_ts, curve_vars):
     if curve_ts[-1] > t1 * (1 + 1e-12):
         raise ParameterError(f"curve_ts ends at {float(curve_ts[-1]):g} s, after t1 = {t1:g} s: "
                              "expected times <= t1")
+    known = observables.curve_units(model)  # the model's states, pl, pl_norm
     for var in curve_vars:
-        if var not in CURVE_VARS:
-            raise ParameterError(
-                f"curve variable {var!r} is not known: expected one of {', '.join(CURVE_VARS)}")
-        if var == "n_d" and "n_d" not in model.state_names:
-            raise ParameterError(f"curve variable 'n_d': model {model.name!r} has no trap state")
+        if var not in known:
+            raise ParameterError(f"curve variable {var!r} is not known for model "
+                                 f"{model.name!r}: expected one of {', '.join(known)}")
     return curve_ts, curve_vars
 
 
@@ -327,14 +318,14 @@ def chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_vars=("pl",),
     Args:
         model: model name or object.
         t1: end of the time window in s (the decay starts at t = 0).
-        summaries: names from :data:`jaxsim.observables.SUMMARIES`. Integral ones
+        summaries: names from :func:`jaxsim.observables.summary_table` (model). Integral ones
             (``tau_mean_*``, ``plqy``, ``pl_integrated``, ``share_*``) are integrated with the
             ODE; curve ones (``tau_avg_*``, ``tau_1e_*``, ``diffusion_length``) are evaluated
             by :func:`jaxsim.observables.summaries` on ``curve_ts`` if given, else on
             ``summary_ts`` (default: 512 points evenly spaced on [0, t1]).
         curve_ts: save times in s (``<= t1``) of the curves, or None for no curves.
-        curve_vars: which curves: ``n``, ``n_d`` (cm^-3), ``pl`` (cm^-3 s^-1), ``pl_norm``
-            (PL / PL(0)).
+        curve_vars: which curves: the model's states (cm^-3), ``pl`` (cm^-3 s^-1),
+            ``pl_norm`` (PL / PL(0)).
         config: :class:`jaxsim.solve.SolverConfig`: ``rtol``, ``atol`` (scaled), ``dtype``,
             ``max_steps`` (loop iterations, accepted plus rejected), ``t_ref``. ``solver`` must
             be ``auto``/``tsit5`` (this engine is explicit; the scaled problem is only mildly
@@ -367,7 +358,7 @@ def chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_vars=("pl",),
         raise ParameterError(
             f"solver = {config.solver!r}: the engine steps Tsit5 only (expected 'auto' or "
             "'tsit5'); use jaxsim.solve.solve for implicit solvers")
-    names, needs_curve = _check_summaries(summaries)
+    names, needs_curve = _check_summaries(model, summaries)
     fixed = dict(fixed or {})
     for k, v in fixed.items():
         table_lookup(model.parameters, k, model=model.name).check(v, where="fixed")
@@ -508,20 +499,22 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
                 f"curve_ts: two save times are {gaps.min() * config.t_ref:.3g} s apart, below "
                 f"what {config.dtype} resolves at t1 ({resolution * config.t_ref:.3g} s): expected "
                 "coarser save times, or dtype float64")
-        # scaled quantities saved on the grid
+        # scaled quantities saved on the grid: states by name, and pl
+        state_index = {s: j for j, s in enumerate(model.state_names)}
+        table = observables.summary_table(model)
         quantities = []
         for var in curve_vars:
-            quantities.append({"n": "n", "n_d": "n_d", "pl": "pl", "pl_norm": "pl"}[var])
+            quantities.append("pl" if var == "pl_norm" else var)
         for name in names:
-            if observables.SUMMARIES[name].needs_curve:
-                quantities.append("pl" if name.endswith("_pl") else "n")
+            if table[name].needs_curve:
+                quantities.append("pl" if name.endswith("_pl") else model.free_state.name)
         quantities = tuple(dict.fromkeys(quantities))
         m_idx = jnp.arange(k_win, dtype=jnp.int32)
         # states interpolated on the grid (scattered): those the quantities need; PL is
         # computed afterwards from them (pl usually needs n only: one scatter, not two)
         need = set()
         for q in quantities:
-            need |= {0} if q == "n" else {1} if q == "n_d" else _pl_states(model)
+            need |= {state_index[q]} if q in state_index else _pl_states(model)
         saved_states = tuple(sorted(need))
 
     def field(t, y, c):
@@ -828,8 +821,8 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
             inv = 1.0 / c_all[NREF][:, None]
             full = tuple(st[j] * inv if j in st else zero for j in range(n_state))
             cc = {k: v[:, None] for k, v in c_all.items()}
-            qv = {"n": lambda: st[0], "n_d": lambda: st[1], "pl": lambda: model.pl(full, cc)}
-            saved = {q: qv[q]().reshape(bshape + (n_ts,)) for q in quantities}
+            saved = {q: (st[state_index[q]] if q in state_index else model.pl(full, cc))
+                     .reshape(bshape + (n_ts,)) for q in quantities}
         res = tuple(r.reshape(bshape) for r in res)
         finals = res[:n_state]
         integ = dict(zip(integrands, res[n_state:]))
@@ -866,7 +859,7 @@ def _build_core(model, t1, names, curve_vars, ts_key, return_curves, config, win
 
 
 def _curve(model, var, saved, c, vals, n_ref, y0):
-    if var in ("n", "n_d"):
+    if var in model.state_names:
         return saved[var]  # cm^-3 already
     if var == "pl":
         return saved["pl"] * pl_scale(vals, n_ref)[..., None]
@@ -887,8 +880,9 @@ def _summaries(model, names, vals, c, n_ref, finals, integ, saved, ts_key, t1, t
     if saved:
         t = jnp.asarray(np.asarray(ts_key), dtype)
         states = {}
-        if "n" in saved:
-            states["n"] = saved["n"]
+        free = model.free_state.name
+        if free in saved:
+            states[free] = saved[free]
         # the PL curve only enters shape summaries (tau_avg_pl, tau_1e_pl: normalised), which
         # with B = 0 are those of the B -> 0 limit (PL per unit B, n p): scale by 1 there
         pl = saved["pl"] * jnp.where(pls > 0, pls, 1.0)[..., None] if "pl" in saved else None

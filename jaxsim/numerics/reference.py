@@ -159,7 +159,7 @@ class Solution(eqx.Module):
 
     ``states[name]`` and ``pl`` have shape ``batch + (len(t),)`` in cm^-3 and cm^-3 s^-1;
     ``integrals`` hold the time integrals from 0 to the last time (units in
-    :data:`INTEGRAL_UNITS`). ``status`` is 0 for success, otherwise an index
+    :func:`integral_units`). ``status`` is 0 for success, otherwise an index
     into :data:`STATUS_MESSAGES`.
     """
 
@@ -178,7 +178,8 @@ class Solution(eqx.Module):
 
     @property
     def n(self):
-        return self.states["n"]
+        """The free-carrier density (the model's ``free`` state)."""
+        return self.states[self.model.free_state.name]
 
     @property
     def ok(self) -> bool:
@@ -200,9 +201,12 @@ class Solution(eqx.Module):
         return self
 
 
-INTEGRAL_UNITS = {"pl": "cm^-3", "t_pl": "cm^-3 s", "n": "cm^-3 s", "t_n": "cm^-3 s^2",
-                  "trapping": "cm^-3", "detrapping": "cm^-3", "bimolecular": "cm^-3",
-                  "auger": "cm^-3", "trap_relaxation": "cm^-3"}
+def integral_units(model: Model) -> dict[str, str]:
+    """Units of ``Solution.integrals``: PL and n moments, and every flux of ``model`` (a flux
+    integrates to the unit of the state it drains)."""
+    units = {"pl": "cm^-3", "t_pl": "cm^-3 s", "n": "cm^-3 s", "t_n": "cm^-3 s^2"}
+    units.update({f.name: model.state(f.source).unit for f in model.flux_table})
+    return units
 
 
 def _make_batched(model: Model, config: SolverConfig, solver: str):
