@@ -294,3 +294,34 @@ def test_unregistered_model_object_works_everywhere():
     g = chunk_function(spec)
     np.testing.assert_allclose(g({"n0": np.array([1e16, 1e17])})["plqy"], out["plqy"],
                                rtol=1e-12)
+
+
+def test_docs_model_table_is_generated_from_the_registry(tmp_path, capsys):
+    """docs/models.md carries the registry's table: adding a model file and running
+    ``jaxsim models --update docs/models.md`` is all the docs need."""
+    import pathlib
+
+    from jaxsim.cli import main
+    from jaxsim.physics.registry import TABLE_BEGIN, TABLE_END, model_table_markdown
+
+    table = model_table_markdown()
+    for model in models().values():
+        assert f"| `{model.name}`" in table and f"### `{model.name}`" in table
+        for p in model.parameters:
+            assert f"| {p.name} | {p.unit} |" in table
+    docs = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text()
+    committed = docs.split(TABLE_BEGIN, 1)[1].split(TABLE_END, 1)[0]
+    assert committed.strip() == table.strip(), (
+        "docs/models.md is out of date: run `jaxsim models --update docs/models.md`")
+    # the command rewrites only what lies between the markers
+    page = tmp_path / "m.md"
+    page.write_text(f"intro\n{TABLE_BEGIN}\nold\n{TABLE_END}\noutro\n")
+    assert main(["models", "--update", str(page)]) == 0
+    capsys.readouterr()
+    text = page.read_text()
+    assert text.startswith("intro\n") and text.endswith(f"{TABLE_END}\noutro\n")
+    assert "\nold\n" not in text and table in text
+    assert main(["models"]) == 0 and capsys.readouterr().out.startswith("| model |")
+    page.write_text("no markers\n")
+    assert main(["models", "--update", str(page)]) == 2
+    assert "expected the marker lines" in capsys.readouterr().err
