@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from types import MappingProxyType
+from typing import Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -50,8 +51,9 @@ def carrier_states(model) -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=64)
-def share_summaries(model) -> dict[str, Summary]:
-    """``share_<flux>`` for every flux ``model`` declares, and ``share_remaining``."""
+def share_summaries(model) -> Mapping[str, Summary]:
+    """``share_<flux>`` for every flux ``model`` declares, and ``share_remaining`` (read-only:
+    cached per model)."""
     out = {}
     for f in model.flux_table:
         what = (f"lost to {f.name}" if f.loss
@@ -59,7 +61,7 @@ def share_summaries(model) -> dict[str, Summary]:
         out[f.share] = Summary("1", f"fraction of carriers {what}: {f.meaning}", False)
     held = " + ".join(carrier_states(model))
     out[SHARE_REMAINING] = Summary("1", f"fraction still in {held} at t1", False)
-    return out
+    return MappingProxyType(out)
 
 
 def summary_table(model) -> dict[str, Summary]:
