@@ -84,7 +84,7 @@ def test_parse_times_forms():
 
 @pytest.mark.slow  # compiles the pulse-train solver (tests/test_pulses.py covers it by default)
 def test_rep_rate(capsys):
-    pytest.importorskip("jaxsim.pulses")
+    pytest.importorskip("jaxsim.numerics.pulses")
     doc = run_json(capsys, "--set", "A=1e7", "--set", "D=5e6", "--set", "K1=1e4",
                    "--times", "linspace:0,1e-6,11", "--rep-rate", "1e6")
     acc = doc["carrier_accumulation_percent"]

@@ -108,7 +108,7 @@ def register(subparsers) -> None:
     p.add_argument("--max-steps", type=int, default=20_000, help="step limit (default 20000)")
     p.add_argument("--rep-rate", type=float, default=None, metavar="HZ",
                    help="pulse repetition rate: print the periodic steady state and the carrier "
-                   "accumulation (needs jaxsim.pulses)")
+                   "accumulation")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", metavar="FILE.png", default=None,
                    help="also save n(t) and PL(t) (normalised, log axis, ns) to this PNG")
@@ -131,10 +131,10 @@ def simulate(model, values: dict, ts, config: SolverConfig, rep_rate: float | No
     try:
         from jaxsim.numerics.pulses import steady_state_decay
     except ModuleNotFoundError as err:
-        if err.name not in ("jaxsim.pulses",):
+        if err.name != "jaxsim.numerics.pulses":
             raise
         raise ParameterError(
-            "--rep-rate needs the pulse-train module jaxsim.pulses, which is not available in "
+            "--rep-rate needs the pulse-train module jaxsim.numerics.pulses, which is not available in "
             "this build") from None
     res = steady_state_decay(model, params, ts, rep_rate, config)
     return res.solution, float(res.carrier_accumulation_percent)
