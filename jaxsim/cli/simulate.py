@@ -133,9 +133,8 @@ def simulate(model, values: dict, ts, config: SolverConfig, rep_rate: float | No
     except ModuleNotFoundError as err:
         if err.name != "jaxsim.numerics.pulses":
             raise
-        raise ParameterError(
-            "--rep-rate needs the pulse-train module jaxsim.numerics.pulses, which is not available in "
-            "this build") from None
+        raise ParameterError("--rep-rate needs the pulse-train module jaxsim.numerics.pulses, "
+                             "which is not available in this build") from None
     res = steady_state_decay(model, params, ts, rep_rate, config)
     return res.solution, float(res.carrier_accumulation_percent)
 

@@ -142,7 +142,7 @@ def recombination_shares(solution, names=None) -> dict:
 
 
 def summaries(solution, names, diffusion_coefficient=0.017, *, window=None) -> dict:
-    """Named summaries (see :func:`summary_table`) of a :class:`jaxsim.solve.Solution`, batch-shaped.
+    """Named summaries (see :func:`summary_table`) of a :class:`Solution`, batch-shaped.
 
     Curve-based summaries (``tau_avg_*``, ``tau_1e_*``, ``diffusion_length``) use the saved
     times; ``tau_avg_*`` fit the decay normalised to its first saved sample over ``window``

@@ -1,8 +1,8 @@
 r"""Rate-equation models of carrier recombination with trapping and ion-assisted detrapping.
 
 Each model is a small immutable object (hashable, so it can be a static argument of ``jit``)
-that declares its parameter table, states and fluxes, and maps physical parameters to dimensionless
-coefficients. The solver only ever sees scaled variables
+that declares its parameter table, states and fluxes, and maps physical parameters to
+dimensionless coefficients. The solver only ever sees scaled variables
 
 .. math::
 
@@ -18,7 +18,8 @@ they fill or whether they are a loss); everything else in jaxsim (shares, curves
 the docs' model table) is derived from those declarations. ``jaxsim models`` lists them
 (docs/models.md).
 
-PL is :math:`B\,n\,p` in cm^-3 s^-1; in scaled units ``pl`` returns :math:`PL / (B n_\mathrm{ref}^2)`.
+PL is :math:`B\,n\,p` in cm^-3 s^-1; in scaled units ``pl`` returns
+:math:`PL / (B n_\mathrm{ref}^2)`.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ class ABC(Model):
     r"""Paper eq. 3: :math:`\dot n = G - A n - B n^2 - C n^3`, PL :math:`= B n^2`."""
 
     name: ClassVar[str] = "abc"
-    description: ClassVar[str] = "paper eq. 3: SRH, bimolecular and Auger recombination, no trap state"
+    description: ClassVar[str] = (
+        "paper eq. 3: SRH, bimolecular and Auger recombination, no trap state")
     parameters: ClassVar[tuple[Parameter, ...]] = (_A, _B, _C, _N0, _G)
     states: ClassVar[tuple[State, ...]] = (_N_FREE,)
     flux_table: ClassVar[tuple[Flux, ...]] = (
