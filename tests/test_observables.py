@@ -13,7 +13,12 @@ from jaxsim.observables.lifetimes import (
     tau_1e,
     window_weights,
 )
-from jaxsim.observables.summaries import SUMMARIES, recombination_shares, summaries
+from jaxsim.observables.summaries import (
+    recombination_shares,
+    share_summaries,
+    summaries,
+    summary_table,
+)
 from jaxsim.physics.errors import ParameterError
 
 # the shapes of tests/test_solve.py (8 curves x 61 points), so compiled functions are shared
@@ -147,7 +152,9 @@ def test_shares_conserve_carriers_trap_detrap():
              K1=10 ** rng.uniform(2, 7, BATCH), n0=10 ** rng.uniform(15, 18, BATCH),
              B=np.full(BATCH, 1e-10), C=np.full(BATCH, 1e-28))
     sol = solve("trap_detrap", v, np.linspace(0, 1e-6, 61), **TIGHT)
-    names = [n for n in SUMMARIES if n.startswith("share_")]
+    names = list(share_summaries(sol.model))
+    assert names == ["share_trapping", "share_detrapping", "share_bimolecular", "share_auger",
+                     "share_trap_relaxation", "share_remaining"]
     s = summaries(sol, names)
     total = s["share_bimolecular"] + s["share_auger"] + s["share_trap_relaxation"] + s["share_remaining"]
     np.testing.assert_allclose(np.asarray(total), 1.0, rtol=1e-6)
@@ -158,7 +165,7 @@ def test_shares_conserve_carriers_trap_detrap():
     shares = recombination_shares(sol)
     assert set(shares) == set(names)
     # all summaries at once have the batch shape and are finite
-    every = summaries(sol, list(SUMMARIES), diffusion_coefficient=0.017)
+    every = summaries(sol, list(summary_table(sol.model)), diffusion_coefficient=0.017)
     for name, val in every.items():
         assert np.shape(val) == (BATCH,), name
         assert np.all(np.isfinite(np.asarray(val)) | (np.asarray(val) == np.inf)), name
@@ -166,7 +173,11 @@ def test_shares_conserve_carriers_trap_detrap():
 
 def test_unknown_summary_and_bad_diffusion_coefficient(abc_solution):
     sol = abc_solution[3]
-    with pytest.raises(ParameterError, match="summary 'tau' is not known: expected one of"):
+    with pytest.raises(ParameterError, match="summary 'tau' is not known for model 'abc': "
+                       "expected one of tau_avg_n, .*share_auger, share_remaining$"):
         summaries(sol, ["tau"])
+    # shares are the model's own: abc has no trap state, so no trap_relaxation share
+    with pytest.raises(ParameterError, match="'share_trap_relaxation' is not known for model"):
+        summaries(sol, ["share_trap_relaxation"])
     with pytest.raises(ParameterError, match="diffusion_coefficient = -1"):
         summaries(sol, ["diffusion_length"], diffusion_coefficient=-1)

@@ -21,6 +21,7 @@ COMMANDS = {
     "fit": ("jaxsim.cli.fit", "fit model parameters to measured TRPL / TCSPC decays"),
     "protocol": ("jaxsim.cli.protocol", "slow ionic dynamics under an illumination protocol"),
     "sensitivity": ("jaxsim.cli.sensitivity", "Sobol indices of observables over parameter ranges"),
+    "models": ("jaxsim.cli.models", "list the models (states, fluxes, parameters) as markdown"),
 }
 
 

@@ -143,8 +143,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "simulate", help="solve one decay and print it (table or JSON)",
         description="Solve the carrier decay after one pulse at t = 0 (or the periodic steady "
-        "state of a pulse train with --rep-rate) and print n(t), n_d(t), PL(t) in SI-cm units "
-        "(cm^-3, cm^-3 s^-1; times in s).",
+        "state of a pulse train with --rep-rate) and print the model's states (e.g. n(t), "
+        "n_d(t)) and PL(t) in SI-cm units (cm^-3, cm^-3 s^-1; times in s).",
         epilog=EPILOG + models_and_parameters("parameters (--set NAME=VALUE, SI-cm units)"),
         formatter_class=Formatter)
     p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME", help=model_help())
@@ -229,7 +229,8 @@ def run(args) -> int:
     if args.plot:
         from jaxsim.plots.decays import save_decay_plot
 
-        series = {"n(t)": states["n"], "PL(t)": pl}
+        free = model.free_state.name
+        series = {f"{free}(t)": states[free], "PL(t)": pl}
         save_decay_plot(args.plot, np.asarray(sol.t), series,
                         title=f"{model.name}: " + ", ".join(f"{k}={v:g}" for k, v in values.items()))
         print(f"wrote {args.plot}", file=sys.stderr if args.json else sys.stdout)

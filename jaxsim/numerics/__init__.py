@@ -11,6 +11,7 @@ from jaxsim.numerics.config import (  # noqa: F401
     choose_solver,
     stiffness_index,
 )
+from jaxsim.numerics.problem import ScaledProblem, integral_units, integrate  # noqa: F401
 from jaxsim.numerics.reference import (  # noqa: F401
     ScaledSolution,
     Solution,
@@ -22,6 +23,8 @@ from jaxsim.numerics.reference import (  # noqa: F401
 )
 
 __all__ = [
+    'ScaledProblem',
+    'integrate',
     'STIFF_THRESHOLD',
     'STATUS_MESSAGES',
     'SOLVERS',
@@ -34,6 +37,7 @@ __all__ = [
     'initial_step',
     'solve_scaled',
     'Solution',
+    'integral_units',
     'batched_solver',
     'solve',
 ]

@@ -91,7 +91,8 @@ class ScaledProblem:
         return tuple(y[:k]), dict(zip(self.integrand_names, y[k:]))
 
     def integral_scales(self, values: dict, n_ref, t_ref) -> dict:
-        """Factors turning each scaled integral into physical units (:data:`INTEGRAL_UNITS`)."""
+        """Factors turning each scaled integral into physical units
+        (:func:`integral_units`)."""
         pls = pl_scale(values, n_ref)
         scales = {"pl": pls * t_ref, "t_pl": pls * t_ref**2, "n": n_ref * t_ref,
                   "t_n": n_ref * t_ref**2}
@@ -116,12 +117,12 @@ class ScaledProblem:
         return jnp.clip(dt0, 1e-6 * t1, t1)
 
 
-#: physical units of the integrals in ``Solution.integrals`` (fluxes: cm^-3)
-INTEGRAL_UNITS = {"pl": "cm^-3", "t_pl": "cm^-3 s", "n": "cm^-3 s", "t_n": "cm^-3 s^2"}
-
-
-def integral_unit(name: str) -> str:
-    return INTEGRAL_UNITS.get(name, "cm^-3")
+def integral_units(model: Model) -> dict[str, str]:
+    """Units of ``Solution.integrals``: PL and n moments, and every flux of ``model`` (a flux
+    integrates to the unit of the state it drains)."""
+    units = {"pl": "cm^-3", "t_pl": "cm^-3 s", "n": "cm^-3 s", "t_n": "cm^-3 s^2"}
+    units.update({f.name: model.state(f.source).unit for f in model.flux_table})
+    return units
 
 
 def integrate(field, y0, t1, saveat: diffrax.SaveAt, config: SolverConfig, solver: str, *,
@@ -148,5 +149,5 @@ def flag_non_finite(status, *arrays):
     return jnp.where((status == SUCCESS) & ~finite, NON_FINITE, status).astype(jnp.int32)
 
 
-__all__ = ["MOMENTS", "ScaledProblem", "INTEGRAL_UNITS", "integral_unit", "integrate",
+__all__ = ["MOMENTS", "ScaledProblem", "integral_units", "integrate",
            "flag_non_finite"]

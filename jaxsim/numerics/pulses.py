@@ -478,7 +478,7 @@ REP_RATE = Parameter("rep_rate", "Hz", 1e6, "repetition rate of the pulse train 
                      "1/rep_rate)", lower=0.0, lower_inclusive=False)
 
 
-#: summaries only a pulse train has (name -> unit, meaning), beside jaxsim.observables.SUMMARIES
+#: summaries only a pulse train has (name -> unit, meaning), beside the model's summary_table
 PULSE_SUMMARIES = {
     "carrier_accumulation_percent": (
         "%", "carrier accumulation (PEARS): 100 max_t |F1(t)/F1(0) - Fs(t)/Fs(0)|, "
@@ -579,10 +579,9 @@ def _steady_core(model: Model, config: SolverConfig, solver: str, t1: float, ts_
         params = Params(model=model, values=vals)
         code = out["status"]
         res = {}
-        integral_names = tuple(n for n in names if n in observables.SUMMARIES
-                               and not observables.SUMMARIES[n].needs_curve)
-        curve_names = tuple(n for n in names if n in observables.SUMMARIES
-                            and observables.SUMMARIES[n].needs_curve)
+        table = observables.summary_table(model)
+        integral_names = tuple(n for n in names if n in table and not table[n].needs_curve)
+        curve_names = tuple(n for n in names if n in table and table[n].needs_curve)
         states = {nm: y * n_ref[:, None] for nm, y in zip(model.state_names, out["ys"])}
         pl = model.pl(out["ys"], c) * pls[:, None]
         if integral_names:
@@ -648,9 +647,9 @@ def steady_state_chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_v
     Args:
         model: model name or object.
         t1: end of the observation window in s, within every point's period.
-        summaries: names of :data:`jaxsim.observables.SUMMARIES` and/or
+        summaries: names of :func:`jaxsim.observables.summary_table` (model) and/or
             ``"carrier_accumulation_percent"``.
-        curve_ts, curve_vars: curves of the steady-state pulse (``n``, ``n_d``, ``pl``,
+        curve_ts, curve_vars: curves of the steady-state pulse (the model's states, ``pl``,
             ``pl_norm`` = PL / PL(0) of the steady-state pulse) on ``curve_ts`` (s, <= t1).
         config: :class:`SolverConfig` (``rtol``, ``atol``, ``dtype``, ``max_steps`` per solve).
         fixed: values held constant over the chunk (model parameters and/or ``rep_rate``).
@@ -674,12 +673,7 @@ def steady_state_chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_v
     t1 = float(t1)
     if not (np.isfinite(t1) and t1 > 0):
         raise ParameterError(f"t1 = {t1!r}: expected a positive end time in s")
-    names = (summaries,) if isinstance(summaries, str) else tuple(summaries)
-    for name in names:
-        if name not in observables.SUMMARIES and name not in PULSE_SUMMARIES:
-            raise ParameterError(
-                f"summary {name!r} is not known: expected one of "
-                f"{', '.join((*observables.SUMMARIES, *PULSE_SUMMARIES))}")
+    names = observables.check_summary_names(model, summaries, extra=tuple(PULSE_SUMMARIES))
     curve_ts, curve_vars = check_curve_request(model, t1, curve_ts, curve_vars)
     if curve_ts is not None:
         save_ts = np.minimum(curve_ts, t1)

@@ -108,7 +108,7 @@ class Solution(eqx.Module):
 
     ``states[name]`` and ``pl`` have shape ``batch + (len(t),)`` in cm^-3 and cm^-3 s^-1;
     ``integrals`` hold the time integrals from 0 to the last time (units in
-    :data:`jaxsim.numerics.problem.INTEGRAL_UNITS`). ``status`` is 0 for success, otherwise an index
+    :func:`jaxsim.numerics.problem.integral_units`). ``status`` is 0 for success, otherwise an index
     into :data:`STATUS_MESSAGES`.
     """
 
@@ -127,7 +127,8 @@ class Solution(eqx.Module):
 
     @property
     def n(self):
-        return self.states["n"]
+        """The free-carrier density (the model's ``free`` state)."""
+        return self.states[self.model.free_state.name]
 
     @property
     def ok(self) -> bool:

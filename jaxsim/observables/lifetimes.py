@@ -17,10 +17,11 @@ density :math:`n(t)`, ``_pl`` for :math:`\mathrm{PL}(t) = B n p`):
 Other summaries: ``plqy`` :math:`= \int B n p\,dt / (n_0 + G t_1)`, ``pl_integrated``
 :math:`= \int B n p\,dt` (cm^-3), ``diffusion_length`` :math:`L = \sqrt{D_c\,\tau_\mathrm{avg,n}}`
 (cm), and the recombination shares: the fraction of the carriers put in (:math:`n_0 + G t_1`)
-that went through each channel by :math:`t_1`. For the loss channels of the model
-(``Model.loss_fluxes``) plus ``share_remaining`` (carriers still in :math:`n + n_d` at
-:math:`t_1`) they sum to 1 (carrier conservation); ``share_trapping``/``share_detrapping`` of
-``trap_detrap`` are gross flows between the band and the traps, not losses.
+that went through each of the model's fluxes (``share_<flux>``, one per ``Model.flux_table``
+entry) by :math:`t_1`. Over the loss fluxes plus ``share_remaining`` (carriers still in the
+free and trapped states at :math:`t_1`) they sum to 1 (carrier conservation); shares of
+fluxes between two states (``share_trapping``/``share_detrapping`` of ``trap_detrap``) are
+gross flows, not losses.
 """
 
 from __future__ import annotations

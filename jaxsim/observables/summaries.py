@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from typing import NamedTuple
+import functools
+from types import MappingProxyType
+from typing import Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +16,7 @@ from jaxsim.observables.lifetimes import (
     window_weights,
 )
 from jaxsim.physics.errors import ParameterError
+from jaxsim.physics.model import CARRIER_KINDS
 from jaxsim.physics.parameters import broadcast
 
 
@@ -25,6 +28,7 @@ class Summary(NamedTuple):
     needs_curve: bool
 
 
+#: the summaries every model has; each model adds its shares (:func:`share_summaries`)
 SUMMARIES: dict[str, Summary] = {
     "tau_avg_n": Summary("s", "two-exponential fit of n(t)/n(0): sum(a tau^2)/sum(a tau)", True),
     "tau_avg_pl": Summary("s", "two-exponential fit of PL(t)/PL(0): sum(a tau^2)/sum(a tau)", True),
@@ -35,19 +39,54 @@ SUMMARIES: dict[str, Summary] = {
     "plqy": Summary("1", "photoluminescence quantum yield int B n p dt / (n0 + G t1)", False),
     "pl_integrated": Summary("cm^-3", "time-integrated PL int B n p dt over [0, t1]", False),
     "diffusion_length": Summary("cm", "sqrt(D_c tau_avg_n), D_c = diffusion_coefficient", True),
-    "share_trapping": Summary("1", "fraction of carriers captured by deep traps (gross)", False),
-    "share_detrapping": Summary("1", "fraction of carriers released from traps (gross)", False),
-    "share_bimolecular": Summary("1", "fraction of carriers lost radiatively", False),
-    "share_auger": Summary("1", "fraction of carriers lost by Auger recombination", False),
-    "share_trap_relaxation": Summary("1", "fraction lost from traps to the valence band", False),
-    "share_quenching": Summary("1", "fraction lost to mobile-ion quenchers (trap_detrap_quench)",
-                               False),
-    "share_remaining": Summary("1", "fraction still in n + n_d at t1", False),
 }
 
 
-SHARE_CHANNELS = ("trapping", "detrapping", "bimolecular", "auger", "trap_relaxation",
-                  "quenching")
+SHARE_REMAINING = "share_remaining"
+
+
+def carrier_states(model) -> tuple[str, ...]:
+    """States whose carriers the shares account for (free and trapped, not holes)."""
+    return tuple(s.name for s in model.states if s.kind in CARRIER_KINDS)
+
+
+@functools.lru_cache(maxsize=64)
+def share_summaries(model) -> Mapping[str, Summary]:
+    """``share_<flux>`` for every flux ``model`` declares, and ``share_remaining`` (read-only:
+    cached per model)."""
+    out = {}
+    for f in model.flux_table:
+        what = (f"lost to {f.name}" if f.loss
+                else f"moved {f.source} -> {f.sink} by {f.name} (gross)")
+        out[f.share] = Summary("1", f"fraction of carriers {what}: {f.meaning}", False)
+    held = " + ".join(carrier_states(model))
+    out[SHARE_REMAINING] = Summary("1", f"fraction still in {held} at t1", False)
+    return MappingProxyType(out)
+
+
+def summary_table(model) -> dict[str, Summary]:
+    """Every summary ``model`` has: :data:`SUMMARIES` and its shares."""
+    return {**SUMMARIES, **share_summaries(model)}
+
+
+def check_summary_names(model, names, *, extra=()) -> tuple[str, ...]:
+    """``names`` as a tuple, each a summary of ``model`` (or in ``extra``); else a
+    :class:`ParameterError` naming it, the model and the names expected."""
+    names = (names,) if isinstance(names, str) else tuple(names)
+    table = summary_table(model)
+    for name in names:
+        if name not in table and name not in extra:
+            raise ParameterError(
+                f"summary {name!r} is not known for model {model.name!r}: expected one of "
+                f"{', '.join((*table, *extra))}")
+    return names
+
+
+def curve_units(model) -> dict[str, str]:
+    """Curve variables of ``model`` and their units: its states, ``pl`` and ``pl_norm``."""
+    out = {s.name: s.unit for s in model.states}
+    out.update(pl="cm^-3 s^-1", pl_norm="1")
+    return out
 
 
 def _param(solution, name, shape):
@@ -81,38 +120,35 @@ def carriers_in(solution):
     return _param(solution, "n0", shape) + _param(solution, "G", shape) * t1
 
 
-def recombination_shares(solution) -> dict:
-    r"""Fraction of the carriers put in (:math:`n_0 + G t_1`) that went through each channel.
+def recombination_shares(solution, names=None) -> dict:
+    r"""Fraction of the carriers put in (:math:`n_0 + G t_1`) that went through each flux.
 
-    ``share_<channel>`` for every flux the model reports (the others are 0), and
-    ``share_remaining`` = (n + n_d)(t_1) / (n_0 + G t_1). Over ``Model.loss_fluxes`` plus
-    ``share_remaining`` the shares sum to 1 (for ``btd``: electrons, n + n_t).
+    ``share_<flux>`` for every flux the model declares (or those of ``names``), and
+    ``share_remaining`` = the carriers still in the free and trapped states at :math:`t_1`,
+    over :math:`n_0 + G t_1`. Over the loss fluxes plus ``share_remaining`` the shares sum to
+    1 (carrier conservation; for ``btd``: electrons, n + n_t). A share needs the integral of
+    its flux (``solution.integrals``), ``share_remaining`` the final states.
     """
     model = solution.model
+    wanted = tuple(share_summaries(model)) if names is None else tuple(names)
     total = carriers_in(solution)
     out = {}
-    for ch in SHARE_CHANNELS:
-        if ch in solution.integrals:
-            out[f"share_{ch}"] = solution.integrals[ch] / total
-        else:
-            out[f"share_{ch}"] = jnp.zeros_like(total)
-    held = sum(solution.final[s] for s in model.state_names if s != "n_h")
-    out["share_remaining"] = held / total
+    for f in model.flux_table:
+        if f.share in wanted:
+            out[f.share] = solution.integrals[f.name] / total
+    if SHARE_REMAINING in wanted:
+        out[SHARE_REMAINING] = sum(solution.final[s] for s in carrier_states(model)) / total
     return out
 
 
 def summaries(solution, names, diffusion_coefficient=0.017, *, window=None) -> dict:
-    """Named summaries (see :data:`SUMMARIES`) of a :class:`jaxsim.numerics.Solution`, batch-shaped.
+    """Named summaries (see :func:`summary_table`) of a :class:`Solution`, batch-shaped.
 
     Curve-based summaries (``tau_avg_*``, ``tau_1e_*``, ``diffusion_length``) use the saved
     times; ``tau_avg_*`` fit the decay normalised to its first saved sample over ``window``
     ``(t_min, t_max)`` in s (default: all saved times). ``diffusion_length`` is in cm.
     """
-    names = (names,) if isinstance(names, str) else tuple(names)
-    for name in names:
-        if name not in SUMMARIES:
-            raise ParameterError(
-                f"summary {name!r} is not known: expected one of {', '.join(SUMMARIES)}")
+    names = check_summary_names(solution.model, names)
     if not (np.isfinite(diffusion_coefficient) and diffusion_coefficient > 0):
         raise ParameterError(
             f"diffusion_coefficient = {diffusion_coefficient!r}: expected a positive number "
@@ -130,7 +166,8 @@ def summaries(solution, names, diffusion_coefficient=0.017, *, window=None) -> d
         return cache[which]
 
     _check_pl_defined(solution, names)
-    shares = None
+    share_names = [n for n in names if n in share_summaries(solution.model)]
+    shares = recombination_shares(solution, share_names) if share_names else {}
     for name in names:
         if name == "tau_avg_n":
             out[name] = tau_avg("n")
@@ -151,7 +188,5 @@ def summaries(solution, names, diffusion_coefficient=0.017, *, window=None) -> d
         elif name == "diffusion_length":
             out[name] = diffusion_length(tau_avg("n"), diffusion_coefficient)
         else:
-            if shares is None:
-                shares = recombination_shares(solution)
             out[name] = shares[name]
     return out

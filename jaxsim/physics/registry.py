@@ -70,4 +70,60 @@ def get_model(model):
     return found
 
 
-__all__ = ["DEFAULT_MODEL", "import_all", "register", "models", "model_names", "get_model"]
+#: the generated part of docs/models.md lies between these lines
+TABLE_BEGIN = ("<!-- BEGIN MODEL TABLE: generated from the registry by "
+               "`jaxsim models --update docs/models.md`; do not edit by hand -->")
+TABLE_END = "<!-- END MODEL TABLE -->"
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def model_table_markdown() -> str:
+    """Every registered model as markdown: an overview table (name, description, states,
+    parameters with units), then per model its states, fluxes and parameter table."""
+    rows = ["| model | description | states | parameters |", "|---|---|---|---|"]
+    for name, m in models().items():
+        label = f"`{name}`" + (" (default)" if name == DEFAULT_MODEL else "")
+        states = ", ".join(f"{s.name} ({s.kind})" for s in m.states)
+        params = ", ".join(f"{p.name} [{p.unit}]" for p in m.parameters)
+        rows.append(f"| {label} | {_cell(m.description)} | {states} | {_cell(params)} |")
+    out = ["\n".join(rows)]
+    for name, m in models().items():
+        sec = [f"### `{name}`", "", _cell(m.description), "",
+               "| state | kind | unit | meaning |", "|---|---|---|---|"]
+        sec += [f"| {s.name} | {s.kind} | {s.unit} | {_cell(s.meaning)} |" for s in m.states]
+        sec += ["", "| flux (share) | from | to | meaning |", "|---|---|---|---|"]
+        for f in m.flux_table:
+            to = f.sink or ("lost (radiative)" if f.radiative else "lost")
+            sec.append(f"| {f.name} (`{f.share}`) | {f.source} | {to} | {_cell(f.meaning)} |")
+        sec += ["", "| parameter | unit | default | allowed | fit/sweep range | meaning |",
+                "|---|---|---|---|---|---|"]
+        for p in m.parameters:
+            lo = "[" if p.lower_inclusive else "("
+            hi = ")" if p.upper == float("inf") else "]"
+            scale = " (log)" if p.log else ""
+            sec.append(f"| {p.name} | {p.unit} | {_num(p.default)} | {lo}{_num(p.lower)}, "
+                       f"{_num(p.upper)}{hi} | {_num(p.fit_lower)} .. {_num(p.fit_upper)}{scale} "
+                       f"| {_cell(p.meaning)} |")
+        out.append("\n".join(sec))
+    return "\n\n".join(out) + "\n"
+
+
+def with_model_table(text: str) -> str:
+    """``text`` (a markdown file) with the part between :data:`TABLE_BEGIN` and
+    :data:`TABLE_END` replaced by :func:`model_table_markdown`."""
+    head, sep, rest = text.partition(TABLE_BEGIN)
+    _, sep2, tail = rest.partition(TABLE_END)
+    if not sep or not sep2:
+        raise ValueError(f"expected the marker lines {TABLE_BEGIN!r} and {TABLE_END!r}")
+    return f"{head}{TABLE_BEGIN}\n\n{model_table_markdown()}\n{TABLE_END}{tail}"
+
+
+__all__ = ["DEFAULT_MODEL", "import_all", "register", "models", "model_names", "get_model",
+           "model_table_markdown", "with_model_table", "TABLE_BEGIN", "TABLE_END"]

@@ -248,7 +248,8 @@ def _fast_batch(config: SolverConfig, n_decay: int, solver: str):
         status = jnp.where(ps.converged, status, jnp.maximum(status, 1))
         # non-radiative losses (carriers cm^-3 s^-1, period average): with the PL they must
         # balance the generation in the periodic steady state (tested)
-        nonrad = sum(sol.integrals[kk] for kk in model.loss_fluxes if kk != "bimolecular")
+        nonrad = sum(sol.integrals[fl.name] for fl in model.flux_table
+                     if fl.loss and not fl.radiative)
         nonrad_avg = nonrad * n_ref / (t_period * config.t_ref)
         return dict(pl_avg=pl_avg, pl_curve=pl_curve, status=status, nonrad_avg=nonrad_avg,
                     iterations=ps.iterations, n_d=ps.z[1] * n_ref)

@@ -472,16 +472,15 @@ class SensitivitySpec:
                     f"parameter {k!r} is both fixed and given a range: expected one of the two")
         if not self.observables:
             raise ParameterError("observables = []: expected at least one summary name")
-        try:
-            from jaxsim.observables.summaries import SUMMARIES
-        except ImportError:  # pragma: no cover
-            SUMMARIES = None
+        from jaxsim.observables.summaries import summary_table
+
+        known = summary_table(model)
         for o in self.observables:
             base = observable_base(o)
-            if SUMMARIES is not None and base not in SUMMARIES:
+            if base not in known:
                 raise ParameterError(
-                    f"observable {o!r} is not known: expected one of {', '.join(SUMMARIES)}, "
-                    "optionally as 'log10:NAME'")
+                    f"observable {o!r} is not known for model {model.name!r}: expected one of "
+                    f"{', '.join(known)}, optionally as 'log10:NAME'")
         if not (math.isfinite(self.t1) and self.t1 > 0):
             raise ParameterError(f"t1 = {self.t1!r}: expected a window end > 0 s")
         if not 0 < self.conf_level < 1:

@@ -23,7 +23,8 @@ A spec says *what* to compute over a grid; :mod:`jaxsim.studies.sweep` says how.
 
     [observables]
     summaries = ["tau_mean_pl", "plqy"]
-    # optional curves on a time grid (s); vars among n, n_d, pl, pl_norm
+    # optional curves on a time grid (s); vars among the model's states (trap_detrap: n, n_d),
+    # pl, pl_norm
     curves = { vars = ["pl"], ts = { logspace = [1e-10, 2e-6, 200] } }
 
 Pulse trains: ``rep_rate`` (Hz; not a model parameter) may be an axis or a fixed value. Then
@@ -50,12 +51,6 @@ from jaxsim.physics.errors import ParameterError
 from jaxsim.physics.fields import number
 from jaxsim.physics.parameters import table_lookup
 from jaxsim.physics.registry import get_model
-
-CURVE_VARS = ("n", "n_d", "pl", "pl_norm")
-
-
-CURVE_UNITS = {"n": "cm^-3", "n_d": "cm^-3", "pl": "cm^-3 s^-1", "pl_norm": "1"}
-
 
 SPEC_KEYS = ("name", "description", "model", "t1", "dtype", "rtol", "atol", "max_steps",
              "solver", "chunk_size", "order_by_stiffness", "sensitivities", "fixed", "axes",
@@ -284,8 +279,10 @@ class SweepSpec:
         return self.n_points * self.bytes_per_point()
 
     def replace(self, **changes) -> "SweepSpec":
-        """A copy with fields changed, validated again."""
-        return from_dict(to_dict(replace(self, **changes)))
+        """A copy with fields changed, validated again (the model object is kept: it need
+        not be registered)."""
+        new = replace(self, **changes)
+        return from_dict({**to_dict(new), "model": new.model})
 
     def to_toml(self) -> str:
         return to_toml(self)
@@ -365,8 +362,9 @@ def from_dict(raw: Mapping) -> SweepSpec:
     bad = set(obs) - {"summaries", "curves"}
     if bad:
         raise SpecError(f"observables: unknown key(s) {sorted(bad)}: expected summaries, curves")
-    from jaxsim.observables.summaries import SUMMARIES
+    from jaxsim.observables.summaries import curve_units, summary_table
 
+    known_summaries = summary_table(model)
     summaries = obs.get("summaries", [])
     if not isinstance(summaries, list) or not all(isinstance(s, str) for s in summaries):
         raise SpecError(f"observables.summaries = {summaries!r}: expected a list of names")
@@ -375,9 +373,9 @@ def from_dict(raw: Mapping) -> SweepSpec:
         if s == CARRIER_ACCUMULATION and not pulse_train:
             raise SpecError(f"observables.summaries: {s!r} needs a pulse train: expected "
                             "rep_rate (Hz) in [axes] or [fixed]")
-        if s not in SUMMARIES and s != CARRIER_ACCUMULATION:
-            raise SpecError(f"observables.summaries: unknown observable {s!r}: expected some of "
-                            f"{', '.join(SUMMARIES)}"
+        if s not in known_summaries and s != CARRIER_ACCUMULATION:
+            raise SpecError(f"observables.summaries: unknown observable {s!r} for model "
+                            f"{model.name!r}: expected some of {', '.join(known_summaries)}"
                             + (f", {CARRIER_ACCUMULATION}" if pulse_train else ""))
     if len(set(summaries)) != len(summaries):
         raise SpecError("observables.summaries has repeated names")
@@ -387,10 +385,11 @@ def from_dict(raw: Mapping) -> SweepSpec:
         if not isinstance(curves, Mapping) or "ts" not in curves:
             raise SpecError("observables.curves: expected { vars = [...], ts = <times in s> }")
         curve_vars = tuple(curves.get("vars", ["pl"]))
+        known_curves = curve_units(model)
         for v in curve_vars:
-            if v not in CURVE_VARS:
-                raise SpecError(f"observables.curves.vars: unknown curve {v!r}: expected some "
-                                f"of {', '.join(CURVE_VARS)}")
+            if v not in known_curves:
+                raise SpecError(f"observables.curves.vars: unknown curve {v!r} for model "
+                                f"{model.name!r}: expected some of {', '.join(known_curves)}")
         curve_ts = Values.parse(curves["ts"], where="observables.curves.ts")
         from jaxsim.numerics.reference import check_times
 

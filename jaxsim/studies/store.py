@@ -39,7 +39,7 @@ import numpy as np
 import zarr
 
 from jaxsim.physics.errors import ParameterError
-from jaxsim.studies.spec import CURVE_UNITS, SpecError, SweepSpec, from_dict
+from jaxsim.studies.spec import SpecError, SweepSpec, from_dict
 
 FORMAT = "jaxsim-sweep-1"
 
@@ -71,10 +71,11 @@ def _open(path, mode="r+"):
 
 def variable_attrs(spec: SweepSpec, name: str) -> dict:
     """Units and meaning of a stored variable."""
-    from jaxsim.observables.summaries import SUMMARIES
+    from jaxsim.observables.summaries import curve_units, summary_table
 
-    if name in SUMMARIES:
-        s = SUMMARIES[name]
+    table = summary_table(spec.model)
+    if name in table:
+        s = table[name]
         attrs = {"units": s.unit, "long_name": s.meaning}
         if name == "diffusion_length":
             attrs["diffusion_coefficient_cm2_per_s"] = spec.diffusion_coefficient
@@ -86,10 +87,11 @@ def variable_attrs(spec: SweepSpec, name: str) -> dict:
         return {"units": unit, "long_name": meaning}
     if name.startswith("curve_"):
         var = name[6:]
-        return {"units": CURVE_UNITS[var], "long_name": f"{var}(t) on the curve time grid"}
+        return {"units": curve_units(spec.model)[var],
+                "long_name": f"{var}(t) on the curve time grid"}
     if name.startswith("d_") and "_d_log_" in name:
         s, p = name[2:].split("_d_log_")
-        return {"units": SUMMARIES[s].unit,
+        return {"units": table[s].unit,
                 "long_name": f"elasticity d {s} / d ln {p} (change of {s} per e-fold of {p})"}
     if name == "status":
         from jaxsim.numerics.config import STATUS_MESSAGES

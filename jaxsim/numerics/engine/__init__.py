@@ -30,7 +30,6 @@ goes through (forward mode).
 """
 
 from jaxsim.numerics.engine.checks import (
-    CURVE_VARS,
     check_chunk_values,
     check_curve_request,
 )
@@ -48,7 +47,6 @@ from jaxsim.numerics.engine.points import pad_chunk, solve_points, stiffness_ord
 from jaxsim.numerics.engine.workers import default_workers, map_chunks
 
 __all__ = [
-    "CURVE_VARS",
     "DEFAULT_SUMMARY_POINTS",
     "DEFAULT_WINDOW",
     "FAILED_ROWS",

@@ -5,23 +5,16 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from jaxsim.numerics.reference import check_times
-from jaxsim.observables import SUMMARIES
+from jaxsim.observables.summaries import check_summary_names, curve_units, summary_table
 from jaxsim.physics.errors import ParameterError
 from jaxsim.physics.parameters import table_lookup
 
-#: curve variables: n, n_d (cm^-3), pl (cm^-3 s^-1), pl_norm (PL / PL(0))
-CURVE_VARS = ("n", "n_d", "pl", "pl_norm")
-
-
-def check_summaries(summaries):
-    """``(names, needs_curve)``: the summary names as a tuple, all known, and whether one of
-    them is computed from a curve."""
-    names = (summaries,) if isinstance(summaries, str) else tuple(summaries)
-    for name in names:
-        if name not in SUMMARIES:
-            raise ParameterError(
-                f"summary {name!r} is not known: expected one of {', '.join(SUMMARIES)}")
-    return names, any(SUMMARIES[n].needs_curve for n in names)
+def check_summaries(model, summaries):
+    """``(names, needs_curve)``: the summary names as a tuple, each one ``model`` has, and
+    whether one of them is computed from a curve."""
+    names = check_summary_names(model, summaries)
+    table = summary_table(model)
+    return names, any(table[n].needs_curve for n in names)
 
 
 def check_chunk_values(model, values: dict, extra: tuple = ()) -> int:
@@ -48,10 +41,9 @@ def check_curve_request(model, t1: float, curve_ts, curve_vars):
     if curve_ts[-1] > t1 * (1 + 1e-12):
         raise ParameterError(f"curve_ts ends at {float(curve_ts[-1]):g} s, after t1 = {t1:g} s: "
                              "expected times <= t1")
+    known = curve_units(model)  # the model's states, pl, pl_norm
     for var in curve_vars:
-        if var not in CURVE_VARS:
-            raise ParameterError(
-                f"curve variable {var!r} is not known: expected one of {', '.join(CURVE_VARS)}")
-        if var == "n_d" and "n_d" not in model.state_names:
-            raise ParameterError(f"curve variable 'n_d': model {model.name!r} has no trap state")
+        if var not in known:
+            raise ParameterError(f"curve variable {var!r} is not known for model "
+                                 f"{model.name!r}: expected one of {', '.join(known)}")
     return curve_ts, curve_vars

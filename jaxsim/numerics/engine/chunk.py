@@ -20,7 +20,6 @@ from jaxsim.numerics.engine.checks import (
     check_summaries,
 )
 from jaxsim.numerics.engine.dense import (
-    CURVE_QUANTITY,
     DenseOutput,
     SaveGrid,
     quantities_from_states,
@@ -33,7 +32,7 @@ from jaxsim.numerics.engine.problem import LaneProblem, needed_integrals
 from jaxsim.numerics.engine.step import Controller, fusion_plan, runtime_one
 from jaxsim.numerics.engine.tableau import ERR_ABS_SUM
 from jaxsim.numerics.reference import check_times
-from jaxsim.observables import SUMMARIES
+from jaxsim.observables.summaries import summary_table
 from jaxsim.physics.errors import ParameterError
 from jaxsim.physics.parameters import table_lookup
 from jaxsim.physics.registry import get_model
@@ -77,7 +76,7 @@ def chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_vars=("pl",),
     Args:
         model: model name or object.
         t1: end of the time window in s (the decay starts at t = 0).
-        summaries: names from :data:`jaxsim.observables.SUMMARIES`. Integral ones
+        summaries: names from :func:`jaxsim.observables.summary_table` (model). Integral ones
             (``tau_mean_*``, ``plqy``, ``pl_integrated``, ``share_*``) are integrated with the
             ODE; curve ones (``tau_avg_*``, ``tau_1e_*``, ``diffusion_length``) are evaluated
             by :func:`jaxsim.observables.summaries` on ``curve_ts`` if given, else on
@@ -118,7 +117,7 @@ def chunk_solver(model, *, t1, summaries=(), curve_ts=None, curve_vars=("pl",),
         raise ParameterError(
             f"solver = {config.solver!r}: the engine steps Tsit5 only (expected 'auto' or "
             "'tsit5'); use jaxsim.numerics.reference.solve for implicit solvers")
-    names, needs_curve = check_summaries(summaries)
+    names, needs_curve = check_summaries(model, summaries)
     fixed = dict(fixed or {})
     for k, v in fixed.items():
         table_lookup(model.parameters, k, model=model.name).check(v, where="fixed")
@@ -189,13 +188,14 @@ def _save_times(ts_key, t_ref, t_end, dtype, dtype_name):
     return ts
 
 
-def _saved_quantities(curve_vars, names) -> tuple[str, ...]:
-    """Scaled quantities saved on the grid: those of the curves, then those of the curve
-    summaries (PL for ``*_pl``, else n), each once."""
-    quantities = [CURVE_QUANTITY[var] for var in curve_vars]
+def _saved_quantities(model, curve_vars, names) -> tuple[str, ...]:
+    """Quantities saved on the grid: those of the curves (states by name, and pl), then those
+    of the curve summaries (PL for ``*_pl``, else the free carriers), each once."""
+    quantities = ["pl" if var == "pl_norm" else var for var in curve_vars]
+    table = summary_table(model)
     for name in names:
-        if SUMMARIES[name].needs_curve:
-            quantities.append("pl" if name.endswith("_pl") else "n")
+        if table[name].needs_curve:
+            quantities.append("pl" if name.endswith("_pl") else model.free_state.name)
     return tuple(dict.fromkeys(quantities))
 
 
@@ -218,7 +218,7 @@ def _chunk_function(model, t1, names, curve_vars, ts_key, return_curves, config,
         ts = _save_times(ts_key, t_ref, t_end, dtype, config.dtype)
         n_ts = len(ts)
         grid = SaveGrid(ts, dtype, t_end, int(min(window, n_ts)))
-        quantities = _saved_quantities(curve_vars, names)
+        quantities = _saved_quantities(model, curve_vars, names)
         dense = DenseOutput(grid, states_to_save(model, quantities), int(block))
 
     def run(parameter_values):

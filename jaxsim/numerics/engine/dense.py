@@ -24,7 +24,6 @@ import jax.numpy as jnp
 import numpy as np
 
 #: scaled quantity saved on the grid for each curve variable
-CURVE_QUANTITY = {"n": "n", "n_d": "n_d", "pl": "pl", "pl_norm": "pl"}
 
 
 class SaveGrid:
@@ -106,11 +105,12 @@ def pl_states(model) -> set:
 
 
 def states_to_save(model, quantities) -> tuple[int, ...]:
-    """The states the saved quantities need: n (0), n_d (1), or those PL depends on (PL usually
-    needs n only: one scatter, not two)."""
+    """The states the saved quantities need: a state by name, or those PL depends on (PL
+    usually needs n only: one scatter, not two)."""
+    index = {s: j for j, s in enumerate(model.state_names)}
     need = set()
     for q in quantities:
-        need |= {0} if q == "n" else {1} if q == "n_d" else pl_states(model)
+        need |= {index[q]} if q in index else pl_states(model)
     return tuple(sorted(need))
 
 
@@ -207,7 +207,7 @@ class DenseOutput:
 
 def quantities_from_states(model, quantities, curves, coefs, n_ref, n_ts, dtype, shape):
     """The saved quantities ``shape + (len(ts),)`` from the saved states' curves (cm^-3,
-    ``{state index: array}``): n and n_d as they are, PL (scaled) from the states, densely;
+    ``{state index: array}``): states as they are, PL (scaled) from the states, densely;
     states PL does not depend on are not saved and enter as 0."""
     n_points = n_ref.shape[0]
     n_state = len(model.state_names)
@@ -215,6 +215,6 @@ def quantities_from_states(model, quantities, curves, coefs, n_ref, n_ts, dtype,
     inv = 1.0 / n_ref[:, None]
     scaled = tuple(curves[j] * inv if j in curves else zero for j in range(n_state))
     cc = {k: v[:, None] for k, v in coefs.items()}
-    make = {"n": lambda: curves[0], "n_d": lambda: curves[1],
-            "pl": lambda: model.pl(scaled, cc)}
-    return {q: make[q]().reshape(shape + (n_ts,)) for q in quantities}
+    index = {s: j for j, s in enumerate(model.state_names)}
+    return {q: (curves[index[q]] if q in index else model.pl(scaled, cc)).reshape(shape + (n_ts,))
+            for q in quantities}

@@ -15,9 +15,9 @@ from jaxsim.physics.parameters import Params
 
 
 def curve(model, var, saved, c, vals, n_ref, y0):
-    """Curve ``var`` in physical units from the saved quantities: n and n_d are in cm^-3
+    """Curve ``var`` in physical units from the saved quantities: states are in cm^-3
     already, PL is scaled back, ``pl_norm`` is PL over PL at the initial state."""
-    if var in ("n", "n_d"):
+    if var in model.state_names:
         return saved[var]
     if var == "pl":
         return saved["pl"] * pl_scale(vals, n_ref)[..., None]
@@ -38,8 +38,9 @@ def physical_summaries(model, names, vals, c, n_ref, finals, integ, saved, ts_ke
     if saved:
         t = jnp.asarray(np.asarray(ts_key), dtype)
         states = {}
-        if "n" in saved:
-            states["n"] = saved["n"]
+        free = model.free_state.name
+        if free in saved:
+            states[free] = saved[free]
         # the PL curve only enters shape summaries (tau_avg_pl, tau_1e_pl: normalised), which
         # with B = 0 are those of the B -> 0 limit (PL per unit B, n p): scale by 1 there
         pl = saved["pl"] * jnp.where(pls > 0, pls, 1.0)[..., None] if "pl" in saved else None

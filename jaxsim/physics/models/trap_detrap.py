@@ -5,7 +5,7 @@ from typing import ClassVar
 
 import jax.numpy as jnp
 
-from jaxsim.physics.model import NS, Model
+from jaxsim.physics.model import FREE, NS, TRAPPED, Flux, Model, State
 from jaxsim.physics.models._rows import (
     _A,
     _B,
@@ -22,13 +22,30 @@ from jaxsim.physics.parameters import Parameter
 
 @dataclass(frozen=True)
 class TrapDetrap(Model):
+    r"""Paper eqs. 4-5, the default model:
+
+    .. math::
+
+        \dot n = G - A n - B n^2 - C n^3 + D n_d, \qquad \dot n_d = A n - D n_d - K_1 n_d,
+
+    PL :math:`= B n^2`.
+    """
+
     name: ClassVar[str] = "trap_detrap"
     description: ClassVar[str] = "paper eqs. 4-5: deep-trap state with ion-assisted detrapping D"
     parameters: ClassVar[tuple[Parameter, ...]] = (_A, _B, _C, _D, _K1, _N0, _G)
-    state_names: ClassVar[tuple[str, ...]] = ("n", "n_d")
-    loss_fluxes: ClassVar[tuple[str, ...]] = ("bimolecular", "auger", "trap_relaxation")
-    fluxes_reported: ClassVar[tuple[str, ...]] = (
-        "trapping", "detrapping", "bimolecular", "auger", "trap_relaxation")
+    states: ClassVar[tuple[State, ...]] = (
+        State("n", FREE, "free carrier density"),
+        State("n_d", TRAPPED, "density of carriers in deep traps"),
+    )
+    flux_table: ClassVar[tuple[Flux, ...]] = (
+        Flux("trapping", "free carriers captured by deep traps", "n", "n_d"),
+        Flux("detrapping", "trapped carriers returned to the band (ion-assisted)", "n_d", "n"),
+        Flux("bimolecular", "radiative band-to-band recombination", "n", radiative=True),
+        Flux("auger", "Auger recombination", "n"),
+        Flux("trap_relaxation", "trapped carriers lost to the valence band (non-radiative)",
+             "n_d"),
+    )
 
     def coefficients(self, values, n_ref, t_ref=NS):
         b, c = _carrier_rate_terms(values, n_ref)
@@ -58,6 +75,15 @@ class TrapDetrap(Model):
         n0 = values["n0"]
         return (values["A"] + values["D"] + values["K1"] + 2 * values["B"] * n0
                 + 3 * values["C"] * n0**2)
+
+    def physical_rhs(self, values, y):
+        n, nd = y[0], y[1]
+        v = values
+        return (v["G"] - v["A"] * n - v["B"] * n**2 - v["C"] * n**3 + v["D"] * nd,
+                v["A"] * n - v["D"] * nd - v["K1"] * nd)
+
+    def physical_pl(self, values, y):
+        return values["B"] * y[0] * y[0]
 
 
 TRAP_DETRAP = register(TrapDetrap())

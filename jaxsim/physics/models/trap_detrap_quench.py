@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from jaxsim.physics.model import NS
+from jaxsim.physics.model import NS, Flux
 from jaxsim.physics.models.trap_detrap import TrapDetrap
 from jaxsim.physics.registry import register
 from jaxsim.physics.parameters import Parameter
@@ -27,10 +27,9 @@ class TrapDetrapQuench(TrapDetrap):
     name: ClassVar[str] = "trap_detrap_quench"
     description: ClassVar[str] = "trap_detrap plus direct capture -Q n by mobile-ion quenchers"
     parameters: ClassVar[tuple[Parameter, ...]] = TrapDetrap.parameters + (_Q,)
-    loss_fluxes: ClassVar[tuple[str, ...]] = ("bimolecular", "auger", "trap_relaxation",
-                                              "quenching")
-    fluxes_reported: ClassVar[tuple[str, ...]] = (
-        "trapping", "detrapping", "bimolecular", "auger", "trap_relaxation", "quenching")
+    flux_table: ClassVar[tuple[Flux, ...]] = TrapDetrap.flux_table + (
+        Flux("quenching", "free carriers captured by mobile-ion quenchers (lost)", "n"),
+    )
 
     def coefficients(self, values, n_ref, t_ref=NS):
         c = super().coefficients(values, n_ref, t_ref)
@@ -48,6 +47,12 @@ class TrapDetrapQuench(TrapDetrap):
 
     def max_rate(self, values):
         return super().max_rate(values) + values["Q"]
+
+    def physical_rhs(self, values, y):
+        n, nd = y
+        v = values
+        return (v["G"] - (v["A"] + v["Q"]) * n - v["B"] * n**2 - v["C"] * n**3 + v["D"] * nd,
+                v["A"] * n - v["D"] * nd - v["K1"] * nd)
 
 
 FAST_MODEL = register(TrapDetrapQuench())
