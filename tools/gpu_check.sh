@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One prepared run on a lent GPU machine (see docs/performance.md, "GPU"): the GPU tests, the
-# engine bench rows and the large GPU sweep, each under its own time limit. Expects the wheels
+# large GPU sweep and the engine bench rows, each under its own time limit. Expects the wheels
 # the GPU image lacks (zarr and what it needs) in .whl/ and writes logs and JSON to $OUT.
 set -u
 export PYTHONUNBUFFERED=1
@@ -13,10 +13,10 @@ python3 -c "import jax, diffrax, equinox, zarr, xarray; print('jax', jax.__versi
 echo "== GPU tests"; date +%T
 timeout "${T_TESTS:-180}" python3 -m pytest -q -p no:warnings -p no:cacheprovider -m gpu \
     tests/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.log" | tail -15
-echo "== bench (engine rows)"; date +%T
-timeout "${T_BENCH:-220}" python3 -m jaxsim bench --quick --no-fit --out "$OUT/bench_gpu.json" \
-    2>&1 | tee "$OUT/bench_gpu.log" | tail -25
 echo "== large sweep"; date +%T
-timeout "${T_SWEEP:-130}" python3 -m jaxsim sweep sweeps/gpu_large.toml --out /tmp/large.zarr \
-    2>&1 | tr '\r' '\n' | grep -v "it/s\]$" | tail -4 | tee "$OUT/sweep_gpu.log"
+timeout "${T_SWEEP:-150}" python3 -m jaxsim sweep sweeps/gpu_large.toml --out /tmp/large.zarr \
+    2>&1 | tr '\r' '\n' | grep -v "pt/s\]$" | tail -4 | tee "$OUT/sweep_gpu.log"
+echo "== bench (engine rows)"; date +%T
+timeout "${T_BENCH:-200}" python3 -m jaxsim bench --quick --no-fit --out "$OUT/bench_gpu.json" \
+    2>&1 | tee "$OUT/bench_gpu.log" | tail -25
 date +%T
