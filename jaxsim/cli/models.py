@@ -18,7 +18,7 @@ def register(subparsers) -> None:
         "model, its states, fluxes and parameter table (units, defaults, ranges).")
     p.add_argument("--update", metavar="FILE.md", type=pathlib.Path, default=None,
                    help="rewrite the generated table between the marker lines of this file "
-                   "(docs/models.md) instead of printing")
+                   "(docs/models.md) instead of printing it (default: print the table)")
     p.set_defaults(func=run)
 
 
