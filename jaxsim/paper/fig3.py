@@ -105,15 +105,26 @@ def compute() -> dict:
 
 
 def plot(panels: dict, path: Path) -> Path:
+    """Write :func:`figure` to ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(panels)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def figure(panels: dict):
     """(a), (b), (d): n(t)/n0 of each panel's A' series (colour ordered by A'), (c): tau_avg
-    against A' with the paper's values. Times in ns."""
+    against A' with the paper's values. Times in ns. Returns the Figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from jaxsim.plots.decays import plot_decays
-    from jaxsim.plots.style import format_log_axis, legend_clear_of_data, sci
+    from jaxsim.plots.style import format_log_axis, place_legends, sci
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 8), layout="constrained")
     order = [("film_1e17", axes[0, 0], "(a)"), ("film_3e16", axes[0, 1], "(b)"),
@@ -142,15 +153,10 @@ def plot(panels: dict, path: Path) -> Path:
     ax.set_title("(c) average lifetime (two-exponential fit)", fontsize=10, loc="left")
     taus = np.concatenate([panels[k]["tau"] * 1e9 for k in PANELS])
     format_log_axis(ax.yaxis, float(taus.min()), float(taus.max()))
-    fig.canvas.draw()
-    for key, ax, _ in order:
-        legend_clear_of_data(ax, fontsize="small", title="$A'$ (s$^{-1}$): $\\tau_\\mathrm{avg}$",
-                             title_fontsize="small", draw=False)
-    legend_clear_of_data(axes[1, 0], fontsize="small", draw=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    title = "$A'$ (s$^{-1}$): $\\tau_\\mathrm{avg}$"
+    place_legends(fig, [(ax, {"fontsize": "small", "title": title, "title_fontsize": "small"})
+                        for _, ax, _ in order] + [(axes[1, 0], {"fontsize": "small"})])
+    return fig
 
 
 def reproduce(out_dir) -> dict:

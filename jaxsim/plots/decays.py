@@ -46,8 +46,17 @@ def plot_decays(ax, t, curves, labels=None, *, normalise=True, ylabel="$n(t)/n(0
 
 
 def save_decay_plot(path, t, series: dict, *, title: str | None = None, normalise=True):
-    """One figure with one panel per entry of ``series`` (name -> curve), saved to ``path``."""
+    """:func:`decay_figure` saved to ``path``."""
     path = Path(path)
+    fig = decay_figure(t, series, title=title, normalise=normalise)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def decay_figure(t, series: dict, *, title: str | None = None, normalise=True):
+    """One figure with one panel per entry of ``series`` (name -> curve); returns it."""
     n = len(series)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), squeeze=False, layout="constrained")
     for ax, (name, y) in zip(axes[0], series.items()):
@@ -62,7 +71,4 @@ def save_decay_plot(path, t, series: dict, *, title: str | None = None, normalis
         plot_decays(ax, t, y, normalise=normalise, ylabel=label, floor=floor)
     if title:
         fig.suptitle(title, fontsize=10)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig

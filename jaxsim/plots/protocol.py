@@ -17,12 +17,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxsim.plots.style import legend_clear_of_data, segment_labels, sci  # noqa: E402
+from jaxsim.plots.style import is_outside, place_legends, segment_labels, sci  # noqa: E402
 
 #: one colour per segment (its decay line; its lab-time shading is the same colour, light)
 SEGMENT_COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860",
                   "#DA8BC3", "#8C8C8C")
 SHADE_ALPHA = 0.14
+FIG4_SEGMENTS = ("laser", "laser+bias", "laser again")
 DECAY_YLABEL = "(PL − pre-pulse level) / value at $t$ = 0"
 PL_LAB_LABEL = "period-averaged PL (cm$^{-3}$ s$^{-1}$)"
 
@@ -82,9 +83,21 @@ def _decay_panel(ax, result, names=None, colors=None, ylim=(1e-3, 1.5)):
 
 
 def plot_protocol(result, path, *, title: str | None = None):
+    """Write :func:`protocol_figure` to ``path``."""
+    return _save(protocol_figure(result, title=title), path)
+
+
+def _save(fig, path):
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def protocol_figure(result, *, title: str | None = None):
     """Three panels: (a) PL against lab time, (b) the rates D and Q, (c) each segment's decay.
 
     Lab time in s (linear, shared by (a) and (b)), PL and rates on log axes, decay time in ns.
+    Returns the Figure (not closed).
     """
     fig = plt.figure(figsize=(7.2, 9.6), layout="constrained")
     ax_pl, ax_r, ax_d = fig.subplots(3, 1, gridspec_kw={"height_ratios": [1, 1, 1.25]})
@@ -114,11 +127,10 @@ def plot_protocol(result, path, *, title: str | None = None):
     ax_d.set_title("(c) TCSPC decay of each segment (lab-time average)", fontsize=9, loc="left")
 
     _label_segments(ax_pl, result)
-    legend_clear_of_data(ax_r, fontsize=8)
-    legend_clear_of_data(ax_d, fontsize=8, draw=False)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    if any(is_outside(leg) for leg in
+           place_legends(fig, [(ax_r, {"fontsize": 8}), (ax_d, {"fontsize": 8})])):
+        _label_segments(ax_pl, result)  # again, in the layout the outside legend made
+    return fig
 
 
 def _laser_label(description: str) -> str:
@@ -130,8 +142,13 @@ def _laser_label(description: str) -> str:
 
 
 def plot_fig1(results: dict, path):
+    """Write :func:`fig1_figure` to ``path``."""
+    return _save(fig1_figure(results), path)
+
+
+def fig1_figure(results: dict):
     """Fig. 1: (a) PL along lab time, (b) lifetime per 30 s window (both protocols), and the
-    windows' decays, (c) brightening and (d) quenching."""
+    windows' decays, (c) brightening and (d) quenching. Returns the Figure."""
     fig, axes = plt.subplots(2, 2, figsize=(9.6, 7.4), layout="constrained")
     colors = {"brightening": "#2166AC", "quenching": "#B2182B"}
     ax = axes[0, 0]
@@ -159,17 +176,19 @@ def plot_fig1(results: dict, path):
         cols = plt.cm.plasma(np.linspace(0.0, 0.78, n)) if n != 4 else decay_colors
         _decay_panel(ax, r, colors=cols)
         ax.set_title(f"({tag}) {k}: probe decay in each 30 s window", fontsize=9, loc="left")
-    fig.canvas.draw()
-    for ax in axes.flat:
-        legend_clear_of_data(ax, fontsize=7, draw=False)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    place_legends(fig, [(ax, {"fontsize": 7}) for ax in axes.flat])
+    return fig
 
 
-def plot_fig4(result, path, names=("laser", "laser+bias", "laser again")):
+def plot_fig4(result, path, names=FIG4_SEGMENTS):
+    """Write :func:`fig4_figure` to ``path``."""
+    return _save(fig4_figure(result, names), path)
+
+
+def fig4_figure(result, names=FIG4_SEGMENTS):
     """Fig. 4: (a) decays before, with and after the CW bias (paper Fig. 4b); (b) the rates D
-    and Q and (c) the PL along lab time around the three acquisitions."""
+    and Q and (c) the PL along lab time around the three acquisitions (and the 30 s before
+    them). Returns the Figure."""
     fig = plt.figure(figsize=(10.4, 5.6), layout="constrained")
     axd = fig.subplot_mosaic([["a", "b"], ["a", "c"]], width_ratios=[1.1, 1.0])
     _decay_panel(axd["a"], result, names=names)
@@ -209,11 +228,11 @@ def plot_fig4(result, path, names=("laser", "laser+bias", "laser again")):
     ax.set_title("(c) PL along lab time", fontsize=9, loc="left")
     axd["b"].set_xlim(lo - pad, hi + pad)
     _label_segments(axd["b"], result)
-    for k in ("a", "b"):
-        legend_clear_of_data(axd[k], fontsize=8, draw=k == "a")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    if any(is_outside(leg) for leg in
+           place_legends(fig, [(axd[k], {"fontsize": 8}) for k in ("a", "b")])):
+        _label_segments(axd["b"], result)  # again, in the layout the outside legend made
+    return fig
 
 
-__all__ = ["plot_protocol", "plot_fig1", "plot_fig4", "SEGMENT_COLORS"]
+__all__ = ["SEGMENT_COLORS", "fig1_figure", "fig4_figure", "plot_fig1", "plot_fig4",
+           "plot_protocol", "protocol_figure"]

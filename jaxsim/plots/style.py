@@ -277,7 +277,7 @@ def legend_clear_of_data(ax, *, outside: str = "right", draw: bool = True, **kw)
     The figure's layout should be final (``draw=True`` draws it once first)."""
     fig = ax.figure
     if draw:
-        fig.canvas.draw()
+        fig.draw_without_rendering()
     renderer = fig.canvas.get_renderer()
     texts = _text_boxes(ax, renderer)
     for loc in LEGEND_PLACES:
@@ -288,9 +288,12 @@ def legend_clear_of_data(ax, *, outside: str = "right", draw: bool = True, **kw)
             return leg
         leg.remove()
     if outside == "top":
-        return ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=3,
-                         borderaxespad=0.0, **kw)
-    return ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kw)
+        leg = ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=3,
+                        borderaxespad=0.0, **kw)
+    else:
+        leg = ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kw)
+    leg._jaxsim_outside = True
+    return leg
 
 
 def legend_overlaps(ax) -> int:
@@ -319,12 +322,36 @@ def text_overlaps(texts, renderer=None, pad: float = 2.0) -> list[tuple[str, str
     return out
 
 
-def segment_labels(ax, spans, names, *, fontsize: float = 7.5, max_rows: int = 4):
+def place_legends(fig, specs) -> list:
+    """Legends clear of data for several axes of one figure: ``specs`` is a list of
+    ``(ax, kwargs)``. A legend that had to go outside the axes changes the layout the others
+    were placed in, so then they are placed once more. Returns the legends."""
+    legends: list = []
+    for _ in range(2):
+        fig.draw_without_rendering()
+        for ax, _kw in specs:
+            if ax.get_legend() is not None:
+                ax.get_legend().remove()
+        legends = [legend_clear_of_data(ax, draw=False, **kw) for ax, kw in specs]
+        if not any(is_outside(leg) for leg in legends):
+            break
+    return legends
+
+
+def is_outside(leg) -> bool:
+    """Whether :func:`legend_clear_of_data` had to put ``leg`` outside its axes."""
+    return getattr(leg, "_jaxsim_outside", False)
+
+
+def segment_labels(ax, spans, names, *, fontsize: float = 7.5, max_rows: int | None = None):
     """Names of lab-time segments above ``ax`` (centred on each visible span), staggered into
-    rows so that no two overlap; returns the text artists (their ``rows`` attribute: rows used).
+    rows so that no two overlap; returns the text artists (also kept as
+    ``ax.segment_label_texts``).
 
     Call after the figure's layout is final (it draws the figure to measure the texts).
     """
+    for old in getattr(ax, "segment_label_texts", []):  # a second call re-places them
+        old.remove()
     lo, hi = ax.get_xlim()
     texts = []
     for (a, b), name in zip(spans, names):
@@ -336,24 +363,28 @@ def segment_labels(ax, spans, names, *, fontsize: float = 7.5, max_rows: int = 4
                         fontsize=fontsize, annotation_clip=False)
         texts.append(t)
     fig = ax.figure
-    for _ in range(2):  # the layout moves when the rows change the axes' height
-        fig.canvas.draw()
-        renderer = fig.canvas.get_renderer()
+    renderer = fig.canvas.get_renderer()
+    for _ in range(3):  # the rows change the axes' height, rarely their width: measure again
+        fig.draw_without_rendering()
         rows: list[list] = []
         for t in texts:
             t.set_position((0, 2))
             bb = t.get_window_extent(renderer)
-            for r, placed in enumerate(rows):
-                if all(not bb.padded(2).overlaps(o) for o in placed):
+            for r, placed in enumerate(rows):  # (x0, x1) of the labels in each row
+                if all(bb.x1 + 3 < a or bb.x0 - 3 > b for a, b in placed):
                     break
             else:
                 r = len(rows)
                 rows.append([])
-            r = min(r, max_rows - 1)
+            if max_rows is not None:
+                r = min(r, max_rows - 1)
             if r >= len(rows):
                 rows.append([])
             h = bb.height * 72.0 / fig.dpi + 1.5
             t.set_position((0, 2 + r * h))
-            rows[r].append(t.get_window_extent(renderer))
+            rows[r].append((bb.x0, bb.x1))
+        fig.draw_without_rendering()
+        if not text_overlaps(texts, renderer):
+            break
     ax.segment_label_texts = texts
     return texts
