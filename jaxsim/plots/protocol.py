@@ -48,6 +48,17 @@ def _positive(y):
     return np.where(y > 0, y, np.nan)
 
 
+def _zero_note(values, t) -> str:
+    """`` (0 at t = 0 s: off the log axis)`` when some samples are 0 and so are not drawn."""
+    v, t = np.asarray(values, float), np.asarray(t, float)
+    zero = np.flatnonzero(v <= 0)
+    if not zero.size:
+        return ""
+    where = (f"t = {t[zero[0]]:g} s" if zero.size == 1
+             else f"{zero.size} samples from t = {t[zero[0]]:g} s")
+    return f" (0 at {where}: off the log axis)"
+
+
 def _tau_text(tau) -> str:
     return f"$\\tau_\\mathrm{{avg}}$ = {tau:.0f} ns" if np.isfinite(tau) else "no pulses"
 
@@ -114,9 +125,9 @@ def protocol_figure(result, *, title: str | None = None):
 
     _shade_segments(ax_r, result)
     ax_r.plot(t, _positive(result.D), "o-", ms=3, color="k", lw=1.2,
-              label="detrapping D = K$\\sigma'$n$_\\mathrm{ion}$")
+              label="detrapping D = K$\\sigma'$n$_\\mathrm{ion}$" + _zero_note(result.D, t))
     ax_r.plot(t, _positive(result.Q), "s--", ms=3, color="#B2182B", lw=1.2,
-              label="quenching Q = $\\beta_q$ m")
+              label="quenching Q = $\\beta_q$ m" + _zero_note(result.Q, t))
     ax_r.set_yscale("log")
     ax_r.set_xlabel("lab time (s)")
     ax_r.set_ylabel("rate (s$^{-1}$)")

@@ -134,7 +134,8 @@ def sci(v: float, digits: int = 2) -> str:
     if v == 0 or not math.isfinite(v):
         return f"{v:g}"
     e = math.floor(math.log10(abs(v)))
-    if -2 <= e <= 3:
+    power = abs(abs(v) / 10**e - 1) < 1e-9
+    if -2 <= e <= 3 and not (power and e == 3):
         return f"{v:.{digits + max(0, -e)}g}" if e < 0 else f"{v:.{max(digits, e + 1)}g}"
     m = v / 10**e
     if abs(round(m, digits) - round(m)) < 1e-9 and round(m) in (1, -1):
@@ -145,9 +146,14 @@ def sci(v: float, digits: int = 2) -> str:
     return f"{mant}$\\times$10$^{{{e}}}$"
 
 
+#: units of the parameters, for values that come without one (a grid built in Python)
+PARAM_UNITS = {"A": "s^-1", "D": "s^-1", "K1": "s^-1", "n0": "cm^-3", "B": "cm^3 s^-1",
+               "C": "cm^6 s^-1", "G": "cm^-3 s^-1", "rep_rate": "Hz"}
+
+
 def value_with_unit(name: str, value: float, unit: str = "") -> str:
-    """``"K$_1$ = 10$^{4}$ s$^{-1}$"``."""
-    u = unit_tex(unit)
+    """``"K$_1$ = 10$^{4}$ s$^{-1}$"`` (the parameter's own unit when none is given)."""
+    u = unit_tex(unit or PARAM_UNITS.get(name, ""))
     return f"{symbol(name)} = {sci(value)}" + (f" {u}" if u else "")
 
 
