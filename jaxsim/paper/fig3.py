@@ -154,8 +154,9 @@ def figure(panels: dict):
     taus = np.concatenate([panels[k]["tau"] * 1e9 for k in PANELS])
     format_log_axis(ax.yaxis, float(taus.min()), float(taus.max()))
     title = "$A'$ (s$^{-1}$): $\\tau_\\mathrm{avg}$"
-    place_legends(fig, [(ax, {"fontsize": "small", "title": title, "title_fontsize": "small"})
-                        for _, ax, _ in order] + [(axes[1, 0], {"fontsize": "small"})])
+    place_legends(fig, [(ax, {"fontsize": "small", "title": title, "title_fontsize": "small",
+                              "outside": None}) for _, ax, _ in order]
+                  + [(axes[1, 0], {"fontsize": "small", "outside": None})])
     return fig
 
 

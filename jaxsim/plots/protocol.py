@@ -17,7 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxsim.plots.style import is_outside, place_legends, segment_labels, sci  # noqa: E402
+from jaxsim.plots.style import (  # noqa: E402
+    format_log_axis, is_outside, place_legends, segment_labels)
 
 #: one colour per segment (its decay line; its lab-time shading is the same colour, light)
 SEGMENT_COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860",
@@ -59,6 +60,15 @@ def _zero_note(values, t) -> str:
     return f" (0 at {where}: off the log axis)"
 
 
+def _log_y(ax, *series) -> None:
+    """Log y axis; a span under three decades gets labelled 1-2-5 ticks."""
+    ax.set_yscale("log")
+    v = np.concatenate([np.asarray(x, float).ravel() for x in series])
+    v = v[np.isfinite(v) & (v > 0)]
+    if v.size:
+        format_log_axis(ax.yaxis, float(v.min()), float(v.max()))
+
+
 def _tau_text(tau) -> str:
     return f"$\\tau_\\mathrm{{avg}}$ = {tau:.0f} ns" if np.isfinite(tau) else "no pulses"
 
@@ -86,10 +96,10 @@ def _decay_panel(ax, result, names=None, colors=None, ylim=(1e-3, 1.5)):
         period = max(periods)
         ax.set_xlim(-0.02 * period, 1.04 * period)
         ax.axvline(period, color="0.35", ls=":", lw=1.0, zorder=1)
-        ax.annotate(f"next pulse at {sci(period)} ns: the pre-pulse level is\n"
-                    "subtracted, so each decay falls to 0 there", xy=(period, ylim[1]),
-                    xycoords="data", xytext=(-4, -3), textcoords="offset points", ha="right",
-                    va="top", fontsize=7, color="0.25")
+        ax.annotate(f"next pulse ({period:.4g} ns): the PL here is\nthe level subtracted, so 0 by construction",
+                    xy=(period, ylim[1]), xycoords="data", xytext=(-3, -3),
+                    textcoords="offset points", ha="right", va="top", rotation=90,
+                    fontsize=7, color="0.25", linespacing=1.1)
     return ax
 
 
@@ -118,7 +128,7 @@ def protocol_figure(result, *, title: str | None = None):
 
     _shade_segments(ax_pl, result)
     ax_pl.plot(t, _positive(result.pl), "o-", ms=3, color="k", lw=1.2)
-    ax_pl.set_yscale("log")
+    _log_y(ax_pl, result.pl)
     ax_pl.set_ylabel(PL_LAB_LABEL)
     ax_pl.tick_params(labelbottom=False)
     ax_pl.set_title("(a) PL along the protocol", fontsize=9, loc="left", pad=22)
@@ -138,8 +148,9 @@ def protocol_figure(result, *, title: str | None = None):
     ax_d.set_title("(c) TCSPC decay of each segment (lab-time average)", fontsize=9, loc="left")
 
     _label_segments(ax_pl, result)
-    if any(is_outside(leg) for leg in
-           place_legends(fig, [(ax_r, {"fontsize": 8}), (ax_d, {"fontsize": 8})])):
+    legends = place_legends(fig, [(ax_r, {"fontsize": 8}),
+                                  (ax_d, {"fontsize": 8, "outside": None})])
+    if any(is_outside(leg) for leg in legends):
         _label_segments(ax_pl, result)  # again, in the layout the outside legend made
     return fig
 
@@ -166,7 +177,7 @@ def fig1_figure(results: dict):
     for k, r in results.items():
         ax.plot(r.lab_time_s, _positive(r.pl), "o-", ms=3, color=colors.get(k),
                 label=f"{k}: 405 nm CW, {_laser_label(r.protocol.description)}")
-    ax.set_yscale("log")
+    _log_y(ax, *[r.pl for r in results.values()])
     ax.set_xlabel("illumination time (s)")
     ax.set_ylabel(PL_LAB_LABEL)
     ax.set_title("(a) PL under continuous illumination (paper Fig. 1a, g)", fontsize=9,
@@ -187,7 +198,7 @@ def fig1_figure(results: dict):
         cols = plt.cm.plasma(np.linspace(0.0, 0.78, n)) if n != 4 else decay_colors
         _decay_panel(ax, r, colors=cols)
         ax.set_title(f"({tag}) {k}: probe decay in each 30 s window", fontsize=9, loc="left")
-    place_legends(fig, [(ax, {"fontsize": 7}) for ax in axes.flat])
+    place_legends(fig, [(ax, {"fontsize": 7, "outside": None}) for ax in axes.flat])
     return fig
 
 
@@ -233,14 +244,14 @@ def fig4_figure(result, names=FIG4_SEGMENTS):
     ax.sharex(axd["b"])
     _shade_segments(ax, result)
     ax.plot(t[idx], _positive(result.pl)[idx], "^-", ms=3, color="k", lw=1.2)
-    ax.set_yscale("log")
+    _log_y(ax, np.asarray(result.pl)[idx])
     ax.set_ylabel(PL_LAB_LABEL)
     ax.set_xlabel("lab time (s)")
     ax.set_title("(c) PL along lab time", fontsize=9, loc="left")
     axd["b"].set_xlim(lo - pad, hi + pad)
     _label_segments(axd["b"], result)
-    if any(is_outside(leg) for leg in
-           place_legends(fig, [(axd[k], {"fontsize": 8}) for k in ("a", "b")])):
+    legends = place_legends(fig, [(axd[k], {"fontsize": 8, "outside": None}) for k in "ab"])
+    if any(is_outside(leg) for leg in legends):
         _label_segments(axd["b"], result)  # again, in the layout the outside legend made
     return fig
 

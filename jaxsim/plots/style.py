@@ -277,8 +277,10 @@ def _text_boxes(ax, renderer):
 
 
 def legend_clear_of_data(ax, *, outside: str = "right", draw: bool = True, **kw):
-    """A legend in the first corner of ``ax`` where it covers no data and no text; outside
-    the axes (``outside="right"`` or ``"top"``) when every place would. Returns the legend.
+    """A legend in the first corner of ``ax`` where it covers no data and no text; when every
+    place would: outside the axes (``outside="right"`` or ``"top"``), or with
+    ``outside=None`` inside where it covers least (an opaque frame), which keeps the layout
+    of a multi-panel figure. Returns the legend.
 
     The figure's layout should be final (``draw=True`` draws it once first)."""
     fig = ax.figure
@@ -286,20 +288,27 @@ def legend_clear_of_data(ax, *, outside: str = "right", draw: bool = True, **kw)
         fig.draw_without_rendering()
     renderer = fig.canvas.get_renderer()
     texts = _text_boxes(ax, renderer)
+    covered = {}
     for loc in LEGEND_PLACES:
         leg = ax.legend(loc=loc, **kw)
         leg.draw(renderer)  # places it (cheap: the legend alone)
         bb = leg.get_window_extent(renderer).padded(4)
-        if data_under(ax, bb) == 0 and not any(bb.overlaps(t) for t in texts):
+        covered[loc] = data_under(ax, bb) + 1000 * sum(bb.overlaps(t) for t in texts)
+        if covered[loc] == 0:
             return leg
         leg.remove()
     if outside == "top":
         leg = ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=3,
                         borderaxespad=0.0, **kw)
-    else:
+        leg._jaxsim_outside = True
+        return leg
+    if outside == "right":
         leg = ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kw)
-    leg._jaxsim_outside = True
-    return leg
+        leg._jaxsim_outside = True
+        return leg
+    # outside=None: the inside place that covers least, its frame nearly opaque
+    best = min(covered, key=covered.get)
+    return ax.legend(loc=best, framealpha=0.9, **kw)
 
 
 def legend_overlaps(ax) -> int:
