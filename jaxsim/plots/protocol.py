@@ -18,7 +18,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxsim.plots.style import (  # noqa: E402
-    format_log_axis, is_outside, place_legends, segment_labels)
+    format_log_axis,
+    is_outside,
+    place_legends,
+    segment_labels,
+)
 
 #: one colour per segment (its decay line; its lab-time shading is the same colour, light)
 SEGMENT_COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860",

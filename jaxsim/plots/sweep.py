@@ -129,8 +129,15 @@ def plot_store(path, *, x: str, var: str, y: str | None = None,
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
 
-    from jaxsim.plots.style import (display_unit, format_log_axis, format_log_colorbar,
-                                    quantity_label, short_name, value_with_unit, wants_log)
+    from jaxsim.plots.style import (
+        display_unit,
+        format_log_axis,
+        format_log_colorbar,
+        quantity_label,
+        short_name,
+        value_with_unit,
+        wants_log,
+    )
     from jaxsim.studies.store import open_sweep
 
     ds = open_sweep(path)
