@@ -36,8 +36,9 @@ def test_format_time():
 def test_heatmap_names_the_window(store, tmp_path, capsys):
     fig = plot_store(store, x="A", y="D", var="tau_mean_pl", at={"K1": 1e2, "n0": 1e16})
     ax, bar = fig.axes
-    assert ax.get_title() == "tau_mean_pl over [0, 450 ns] at K1 = 100, n0 = 1e+16"
-    assert bar.get_ylabel() == "tau_mean_pl [ns], over [0, 450 ns]"
+    assert ax.get_title() == ("mean PL lifetime over [0, 450 ns]\n"
+                              "at K$_1$ = 100 s$^{-1}$, n$_0$ = 10$^{16}$ cm$^{-3}$")
+    assert bar.get_ylabel() == "$\\tau_\\mathrm{mean,PL}$ (ns), over [0, 450 ns]"
     png = tmp_path / "t.png"
     assert main(["plot", str(store), "--x", "A", "--y", "D", "--var", "tau_mean_pl", "--at",
                  "K1=1e2", "--at", "n0=1e16", "--out", str(png)]) == 0
@@ -47,6 +48,6 @@ def test_heatmap_names_the_window(store, tmp_path, capsys):
 def test_line_names_the_window_and_other_variables_do_not_need_one(store):
     fig = plot_store(store, x="n0", var="plqy", at={"A": 1e6, "D": 0, "K1": 1e6})
     assert "over [0, 450 ns]" in fig.axes[0].get_title()
-    assert fig.axes[0].get_ylabel() == "plqy, over [0, 450 ns]"
+    assert fig.axes[0].get_ylabel() == "PLQY, over [0, 450 ns]"
     fig = plot_store(store, x="n0", var="num_steps", at={"A": 1e6, "D": 0, "K1": 1e6})
     assert "over" not in fig.axes[0].get_title() and "over" not in fig.axes[0].get_ylabel()

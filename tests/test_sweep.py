@@ -163,7 +163,7 @@ def test_plot_heatmap_and_line(tmp_path, reference, capsys):
     fig = plot_store(reference, x="A", y="D", var="tau_mean_pl", at={"K1": 1e2, "n0": 1.1e16})
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "symlog"  # D list has 0 and decades
-    assert "n0 = 1e+16" in ax.get_title()  # nearest grid value on a log axis
+    assert "n$_0$ = 10$^{16}$ cm$^{-3}$" in ax.get_title()  # nearest grid value on a log axis
     ds = xr.open_zarr(reference)
     da, chosen = select(ds, "A", "D", "tau_mean_pl", {"K1": 1e2, "n0": 1.1e16})
     np.testing.assert_array_equal(

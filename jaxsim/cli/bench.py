@@ -8,13 +8,36 @@ from jaxsim.bench import engine as bench
 
 EPILOG = """\
 examples:
-  jaxsim bench --quick --out out/bench.json      # about a minute on 2 CPU cores
+  jaxsim bench --quick --out out/bench.json      # small grids, no fitting rows
   jaxsim bench --out out/bench_full.json         # larger grids, steadier numbers
   jaxsim bench --quick --dtype float32 --out out/bench32.json   # one engine dtype only
 
-All rows run in one process on one random trap_detrap grid (A 1e5-1e8, D 0-1e8, K1 1e2-1e7,
-n0 1e15-1e18 s^-1/cm^-3, t in [0, 2 us]); compare ratios, not absolute numbers, on a shared
-machine. See docs/performance.md.
+All rows run in one process on one random trap_detrap grid (A 1e5-1e8, D 0-1e8, K1 1e2-1e7
+s^-1, n0 1e15-1e18 cm^-3, t in [0, 2 us]). How long it takes, and measured results on the
+project's 2-core VM: docs/performance.md.
+
+rows (name):
+  scipy          solve_ivp(RK45, rtol 1e-6) in a Python loop, on a subsample
+  diffrax_naive  jit(vmap(diffeqsolve(Tsit5, rtol 1e-6, SaveAt 1000 times)))
+  jaxsim         the batched engine (rtol 2e-7), sorted chunks as a sweep runs them; one row
+                 per dtype (--dtype)
+
+columns:
+  output       summary: tau_mean_pl and plqy per point; curves: n(t), PL(t) at 1000 times
+  dtype        precision of the solve (the baselines always run in float64)
+  points/s     parameter points solved per second, compilation excluded (fastest pass of
+               at least 3; the rows of one output are timed in turns)
+  compile_s    seconds to compile the row's function(s)
+  max_rel_err  largest relative error against float64 Radau (rtol 1e-11) on a subsample;
+               curves: relative down to n = 1e-6 n0. The naive row's summaries read ~3e-2:
+               it integrates PL from its saved points 2 ns apart (trapezoid rule), too coarse
+               for the fastest decays of the grid (A = 1e8 s^-1: PL falls with a 5 ns time
+               constant); scipy and jaxsim integrate the summaries as extra ODE states, to
+               their tolerance. Its curves are accurate (~1e-5).
+  peak_rss_mb  peak resident memory of the process while the row ran (MB)
+ratio lines: jaxsim points/s over each baseline's (per output and dtype). memory: peak RSS
+of a summary sweep at several chunk sizes and grid sizes (set by the chunk, not the grid).
+On a shared machine compare ratios within one run, not absolute times.
 """
 
 
@@ -28,8 +51,8 @@ def register(subparsers) -> None:
         "points/s, compile time, the max relative error against float64 Radau, peak memory.",
         epilog=EPILOG, formatter_class=Formatter)
     p.add_argument("--quick", action="store_true",
-                   help="small grids (off by default; about a minute on 2 CPU cores, without "
-                   "the fitting rows)")
+                   help="small grids, without the fitting rows (off by default; timings: "
+                   "docs/performance.md)")
     p.add_argument("--out", required=True, metavar="FILE.json",
                    help="where to write the report (required; its folder is created)")
     p.add_argument("--dtype", choices=("both", "float64", "float32"), default="both",
@@ -42,8 +65,8 @@ def register(subparsers) -> None:
                      help="skip the fitting rows (jaxsim.bench.fit) of a full run (by default a "
                      "full run has them)")
     fit.add_argument("--fit", action="store_true",
-                     help="add the fitting rows to a --quick run too (off by default; 2-3 "
-                     "minutes more on 2 cores)")
+                     help="add the fitting rows to a --quick run too (off by default; they "
+                     "take longer than the rest of --quick)")
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # smoke test only
     p.set_defaults(func=run)
 

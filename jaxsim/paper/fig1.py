@@ -2,7 +2,8 @@
 
 Runs ``sweeps/fig1_brightening.toml`` (405 nm CW at 120 mW cm^-2, Fig. 1a-f) and
 ``sweeps/fig1_quenching.toml`` (350 mW cm^-2, Fig. 1g) through :mod:`jaxsim.studies.protocol` and writes
-``fig1.png`` (PL along lab time, lifetime per 30 s TCSPC window, the windows' decays) and
+``fig1.png`` ((a) PL along lab time, (b) lifetime per 30 s TCSPC window, (c, d) the windows'
+decays of each protocol) and
 ``fig1.json`` (both protocols' outputs and the claims checked on the numbers).
 """
 

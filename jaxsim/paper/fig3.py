@@ -105,38 +105,59 @@ def compute() -> dict:
 
 
 def plot(panels: dict, path: Path) -> Path:
+    """Write :func:`figure` to ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(panels)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def figure(panels: dict):
+    """(a), (b), (d): n(t)/n0 of each panel's A' series (colour ordered by A'), (c): tau_avg
+    against A' with the paper's values. Times in ns. Returns the Figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from jaxsim.plots.decays import plot_decays
+    from jaxsim.plots.style import format_log_axis, place_legends, sci
 
-    fig, axes = plt.subplots(2, 2, figsize=(10, 8))
+    fig, axes = plt.subplots(2, 2, figsize=(10, 8), layout="constrained")
     order = [("film_1e17", axes[0, 0], "(a)"), ("film_3e16", axes[0, 1], "(b)"),
              ("crystal_1e16", axes[1, 1], "(d)")]
     for key, ax, tag in order:
         p = panels[key]
-        labels = [f"A'={a:.2g}: {ta * 1e9:.0f} ns" for a, ta in zip(p["a"], p["tau"])]
-        plot_decays(ax, p["t"], p["y"], labels, normalise=False, ylabel="n(t) / n0")
-        ax.set_title(f"{tag} {p['kind']}, n0 = {p['n0']:.0e} cm$^{{-3}}$")
+        colors = plt.cm.plasma(np.linspace(0.0, 0.8, len(p["a"])))
+        labels = [f"{sci(a)}: {ta * 1e9:.0f} ns" for a, ta in zip(p["a"], p["tau"])]
+        plot_decays(ax, p["t"], p["y"], labels, normalise=False, ylabel="$n(t)/n_0$",
+                    colors=colors, legend=False)
+        ax.set_title(f"{tag} {p['kind']}, $n_0$ = {sci(p['n0'])} cm$^{{-3}}$", fontsize=10,
+                     loc="left")
     ax = axes[1, 0]
+    markers = {"film_1e17": "o", "film_3e16": "s", "crystal_1e16": "D"}
     for key in PANELS:
         p = panels[key]
-        ax.plot(p["a"], p["tau"] * 1e9, "o-", label=f"{p['kind']}, n0={p['n0']:.0e}")
+        ax.plot(p["a"], p["tau"] * 1e9, markers[key] + "-", ms=5,
+                label=f"{p['kind']}, $n_0$ = {sci(p['n0'])} cm$^{{-3}}$")
     pa = [(a, v[0]) for (k, a), v in PAPER.items()]
-    ax.plot([a for a, _ in pa], [v for _, v in pa], "kx", ms=10, mew=2, label="paper")
+    ax.plot([a for a, _ in pa], [v for _, v in pa], "kx", ms=10, mew=2,
+            label="paper (Wen & Jia)")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("A' = A - D (s$^{-1}$)")
-    ax.set_ylabel("tau_avg of n(t) (ns)")
-    ax.set_title("(c) average lifetime (two-exponential fit)")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    ax.set_xlabel("effective trapping rate $A' = A - D$ (s$^{-1}$)")
+    ax.set_ylabel("average lifetime $\\tau_\\mathrm{avg}$ of $n(t)$ (ns)")
+    ax.set_title("(c) average lifetime (two-exponential fit)", fontsize=10, loc="left")
+    taus = np.concatenate([panels[k]["tau"] * 1e9 for k in PANELS])
+    format_log_axis(ax.yaxis, float(taus.min()), float(taus.max()))
+    title = "$A'$ (s$^{-1}$): $\\tau_\\mathrm{avg}$"
+    place_legends(fig, [(ax, {"fontsize": "small", "title": title, "title_fontsize": "small",
+                              "outside": None}) for _, ax, _ in order]
+                  + [(axes[1, 0], {"fontsize": "small", "outside": None})])
+    return fig
 
 
 def reproduce(out_dir) -> dict:

@@ -1,7 +1,8 @@
 """Paper Fig. 4: the memory effect (decays before, with and after a CW bias).
 
-Runs ``sweeps/fig4_memory.toml`` through :mod:`jaxsim.studies.protocol` and writes ``fig4.png`` (the
-three 30 s TCSPC decays, as in Fig. 4b, and D, Q, PL along lab time) and ``fig4.json``.
+Runs ``sweeps/fig4_memory.toml`` through :mod:`jaxsim.studies.protocol` and writes ``fig4.png``
+((a) the three 30 s TCSPC decays, as in the paper's Fig. 4b; (b) the rates D and Q and (c) the
+period-averaged PL along lab time around the three acquisitions) and ``fig4.json``.
 """
 
 from __future__ import annotations

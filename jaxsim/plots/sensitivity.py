@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 
 from jaxsim.physics.errors import ParameterError  # noqa: E402
+from jaxsim.plots.style import legend_clear_of_data, symbol, value_with_unit  # noqa: E402
 from jaxsim.studies.sensitivity import dominant_parameter, elasticity_name  # noqa: E402
 
 PARAM_LABELS = {"A": "A (s$^{-1}$)", "D": "D (s$^{-1}$)", "K1": "K$_1$ (s$^{-1}$)",
@@ -50,7 +51,8 @@ def _slice2d(ds, x: str, y: str, sel: dict | None):
             ds = ds.sel({dim: sel.pop(dim)}, method="nearest")
         else:
             ds = ds.isel({dim: ds.sizes[dim] // 2})
-        held.append(f"{dim} = {float(ds[dim]):.3g}" if dim in ds.coords else str(dim))
+        held.append(value_with_unit(dim, float(ds[dim]), ds[dim].attrs.get("units", ""))
+                    if dim in ds.coords else str(dim))
     if sel:
         raise ParameterError(f"sel names {next(iter(sel))!r}, not a dim of the store")
     return ds.transpose(y, x), ", ".join(held)
@@ -109,7 +111,7 @@ def elasticity_map(ds, summary: str, param: str, x: str, y: str, *, sel=None, ax
     _setup_axes(ax, ds2, x, y)
     ax.set_facecolor(NO_VALUE_GREY)
     ax.figure.colorbar(mesh, ax=ax, label=label)
-    ax.set_title(f"{param}" + (f"  ({held})" if held else ""), fontsize=8)
+    ax.set_title(f"elasticity to {symbol(param)}" + (f"\n{held}" if held else ""), fontsize=8)
     return mesh
 
 
@@ -134,8 +136,8 @@ def dominant_map(ds, summary: str, params, x: str, y: str, *, sel=None, ax=None)
     _setup_axes(ax, ds2, x, y)
     ax.set_facecolor(NO_VALUE_GREY)
     cb = ax.figure.colorbar(mesh, ax=ax, ticks=np.arange(k))
-    cb.ax.set_yticklabels([f"ln {p}" for p in params])
-    ax.set_title("dominant parameter" + (f"  ({held})" if held else ""), fontsize=8)
+    cb.ax.set_yticklabels([f"ln {symbol(p)}" for p in params])
+    ax.set_title("dominant parameter" + (f"\n{held}" if held else ""), fontsize=8)
     return mesh
 
 
@@ -154,6 +156,15 @@ def elasticity_maps(ds, summary: str, params, x: str, y: str, *, sel=None, norma
         elasticity_map(ds, summary, p, x, y, sel=sel, ax=ax, normalise=normalise, vmax=lim)
     dominant_map(ds, summary, params, x, y, sel=sel, ax=axes[-1])
     return fig
+
+
+def _observable_title(o: str) -> str:
+    """``"log10:tau_mean_pl"`` -> ``"log$_{10}$ mean PL lifetime τ..."``."""
+    from jaxsim.plots.style import quantity_label
+
+    if o.startswith("log10:"):
+        return "log$_{10}$ of " + quantity_label(o[len("log10:"):])
+    return quantity_label(o)
 
 
 def sobol_bars(indices: dict, *, observables=None, title: str | None = None):
@@ -176,12 +187,12 @@ def sobol_bars(indices: dict, *, observables=None, title: str | None = None):
             errs = [indices[o][p][key + "_conf"] for p in params]
             ax.bar(xs + off, vals, w, yerr=errs, capsize=3, color=color,
                    label={"S1": "first order S$_1$", "ST": "total S$_T$"}[key])
-        ax.set_xticks(xs, params)
+        ax.set_xticks(xs, [symbol(p) for p in params])
         ax.set_ylim(min(0.0, ax.get_ylim()[0]), max(1.0, ax.get_ylim()[1]))
         ax.axhline(0, color="k", lw=0.6)
-        ax.set_title(o, fontsize=9)
+        ax.set_title(_observable_title(o), fontsize=9)
         ax.set_ylabel("Sobol index")
-    axes[0][0].legend(fontsize=7, loc="upper right")
+    legend_clear_of_data(axes[0][0], outside="top", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
     return fig

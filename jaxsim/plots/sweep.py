@@ -70,8 +70,20 @@ def _setaxis(ax, which: str, scale: str, values) -> None:
 
 
 def _label(ds, name: str) -> str:
+    """Axis label of a sweep axis: words, symbol and the displayed unit (times in ns)."""
+    from jaxsim.plots.style import display_unit, quantity_label
+
     unit = ds[name].attrs.get("units", "") if name in ds.variables else ""
-    return f"{name} [{unit}]" if unit and unit != "1" else name
+    shown, _ = display_unit(name, unit)
+    return quantity_label(name, shown)
+
+
+def _axis_values(ds, name: str) -> np.ndarray:
+    """Grid values of an axis in the displayed unit (times in ns)."""
+    from jaxsim.plots.style import display_unit
+
+    unit = ds[name].attrs.get("units", "") if name in ds.variables else ""
+    return np.asarray(ds[name].values, dtype=float) * display_unit(name, unit)[1]
 
 
 def format_time(t: float) -> str:
@@ -101,11 +113,15 @@ def plot_store(path, *, x: str, var: str, y: str | None = None,
                at: dict[str, float] | None = None, out=None, log_color: bool | None = None):
     """Heatmap of ``var`` over (x, y), or a line over x; writes ``out`` (PNG/PDF/SVG).
 
-    Times (unit s) are shown in ns; summaries name the window they were computed over
-    (``over [0, 2 µs]``) in the title and on the colour bar (or y axis); axes with
-    ``scale = "log"`` in the store get log axes; the colour scale is logarithmic when the
-    values are positive and span more than two decades (``log_color`` forces it either way).
-    Returns the matplotlib Figure.
+    Conventions of :mod:`jaxsim.plots.style`: times (unit s) are shown in ns, on the axes too
+    (a curve's ``t``), diffusion lengths in µm; labels name the quantity in words with its
+    symbol and unit; the title says what was held fixed, typeset (``K₁ = 10⁴ s⁻¹``).
+    Summaries name the window they were computed over (``over [0, 2 µs]``) in the title and
+    on the colour bar (or y axis). Axes with ``scale = "log"`` in the store get log axes; the
+    colour scale (y scale of a line) is logarithmic when the values are positive and span a
+    decade or more for times, lengths and densities, two decades for anything else
+    (``log_color`` forces it either way); a log colour bar has at least four labelled ticks
+    where its range allows. Returns the matplotlib Figure.
     """
     import matplotlib
 
@@ -113,47 +129,53 @@ def plot_store(path, *, x: str, var: str, y: str | None = None,
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
 
+    from jaxsim.plots.style import (
+        display_unit,
+        format_log_axis,
+        format_log_colorbar,
+        quantity_label,
+        short_name,
+        value_with_unit,
+        wants_log,
+    )
     from jaxsim.studies.store import open_sweep
 
     ds = open_sweep(path)
     da, chosen = select(ds, x, y, var, at)
     unit = da.attrs.get("units", ds[var].attrs.get("units", ""))
-    vals = np.asarray(da.values, dtype=float)
-    label = var
-    if unit == "s":
-        vals = vals * 1e9
-        label, unit = f"{var} [ns]", "ns"
-    elif unit and unit != "1":
-        label = f"{var} [{unit}]"
+    shown, factor = display_unit(var, unit)
+    vals = np.asarray(da.values, dtype=float) * factor
+    label = quantity_label(var, shown, words=False)
     window = window_of(ds, var)
     if window:  # the window limits first-moment lifetimes: every label says which it was
         label = f"{label}, {window}"
-    fig, ax = plt.subplots(figsize=(6.4, 4.8), constrained_layout=True)
-    xs = np.asarray(ds[x].values, dtype=float)
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), layout="constrained")
+    xs = _axis_values(ds, x)
+    finite = vals[np.isfinite(vals)]
+    use_log = log_color if log_color is not None else wants_log(finite, shown)
+    use_log = bool(use_log and finite.size and np.all(finite > 0))
     if y is None:
         ax.plot(xs, vals, "o-", ms=3)
         ax.set_ylabel(label)
-        finite = vals[np.isfinite(vals)]
-        if finite.size and np.all(finite > 0) and finite.max() / finite.min() > 100:
+        if use_log:
             ax.set_yscale("log")
+            format_log_axis(ax.yaxis, float(finite.min()), float(finite.max()))
     else:
-        ys = np.asarray(ds[y].values, dtype=float)
-        finite = vals[np.isfinite(vals)]
-        use_log = log_color
-        if use_log is None:
-            use_log = bool(finite.size and np.all(finite > 0)
-                           and finite.max() / finite.min() > 100)
-        norm = LogNorm(finite.min(), finite.max()) if use_log and finite.size else None
+        ys = _axis_values(ds, y)
+        norm = LogNorm(finite.min(), finite.max()) if use_log else None
         mesh = ax.pcolormesh(_edges(xs, _scale(ds, x)), _edges(ys, _scale(ds, y)),
                              np.ma.masked_invalid(vals), norm=norm, shading="flat")
-        fig.colorbar(mesh, ax=ax, label=label)
+        cb = fig.colorbar(mesh, ax=ax, label=label)
+        if use_log:
+            format_log_colorbar(cb, float(finite.min()), float(finite.max()))
         _setaxis(ax, "y", _scale(ds, y), ys)
         ax.set_ylabel(_label(ds, y))
     _setaxis(ax, "x", _scale(ds, x), xs)
     ax.set_xlabel(_label(ds, x))
-    fixed = ", ".join(f"{k} = {v:.3g}" for k, v in chosen.items())
-    ax.set_title(f"{var}" + (f" {window}" if window else "") + (f" at {fixed}" if fixed else ""),
-                 fontsize=10)
+    fixed = ", ".join(value_with_unit(k, v, ds[k].attrs.get("units", "") if k in ds.variables
+                                      else "") for k, v in chosen.items())
+    ax.set_title(short_name(var) + (f" {window}" if window else "")
+                 + (f"\nat {fixed}" if fixed else ""), fontsize=10)
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=120)
