@@ -21,24 +21,72 @@ from jaxsim.physics.parameters import broadcast
 
 
 class Summary(NamedTuple):
-    """A registered summary: its unit, meaning and whether it needs the saved curve."""
+    """An observable of one decay: its unit and meaning, what it needs, how it reduces.
+
+    ``integrands``: the integrals (names of :data:`jaxsim.numerics.problem.MOMENTS` or of the
+    model's fluxes) it needs carried with the solve; ``curve``: the saved curve it is read from
+    (``"n"``, the free carriers, or ``"pl"``), None for an integral summary; ``reduce(d)``: the
+    value from a :class:`DecayData` (batch-shaped). The engine, the reference solve and pulse
+    trains all go through these, so a new observable is one entry here.
+    """
 
     unit: str
     meaning: str
     needs_curve: bool
+    integrands: tuple = ()
+    curve: str | None = None
+    reduce: object = None
+
+
+class DecayData:
+    """What a summary reduces: a solution's integrals, final states and saved curves, with the
+    two-exponential fits computed once per curve."""
+
+    def __init__(self, solution, diffusion_coefficient, window):
+        self.solution = solution
+        self.integrals = solution.integrals
+        self.diffusion_coefficient = diffusion_coefficient
+        self.t = jnp.asarray(solution.t)
+        self.weights = window_weights(self.t, window)
+        self._fits = {}
+
+    def curve(self, which):
+        return self.solution.n if which == "n" else self.solution.pl
+
+    def tau_avg(self, which):
+        if which not in self._fits:
+            self._fits[which] = _vmap_fit(self.t, normalised(self.curve(which)), self.weights)
+        return self._fits[which]
+
+    def carriers_in(self):
+        return carriers_in(self.solution)
+
+
+def _moment(which):
+    return lambda d: d.integrals[f"t_{which}"] / d.integrals[which]
 
 
 #: the summaries every model has; each model adds its shares (:func:`share_summaries`)
 SUMMARIES: dict[str, Summary] = {
-    "tau_avg_n": Summary("s", "two-exponential fit of n(t)/n(0): sum(a tau^2)/sum(a tau)", True),
-    "tau_avg_pl": Summary("s", "two-exponential fit of PL(t)/PL(0): sum(a tau^2)/sum(a tau)", True),
-    "tau_mean_n": Summary("s", "first moment int t n dt / int n dt over [0, t1] (no fit)", False),
-    "tau_mean_pl": Summary("s", "first moment int t PL dt / int PL dt over [0, t1] (no fit)", False),
-    "tau_1e_n": Summary("s", "time at which n(t)/n(0) first falls to 1/e (inf: not in window)", True),
-    "tau_1e_pl": Summary("s", "time at which PL(t)/PL(0) first falls to 1/e (inf: not in window)", True),
-    "plqy": Summary("1", "photoluminescence quantum yield int B n p dt / (n0 + G t1)", False),
-    "pl_integrated": Summary("cm^-3", "time-integrated PL int B n p dt over [0, t1]", False),
-    "diffusion_length": Summary("cm", "sqrt(D_c tau_avg_n), D_c = diffusion_coefficient", True),
+    "tau_avg_n": Summary("s", "two-exponential fit of n(t)/n(0): sum(a tau^2)/sum(a tau)", True,
+                         curve="n", reduce=lambda d: d.tau_avg("n")),
+    "tau_avg_pl": Summary("s", "two-exponential fit of PL(t)/PL(0): sum(a tau^2)/sum(a tau)",
+                          True, curve="pl", reduce=lambda d: d.tau_avg("pl")),
+    "tau_mean_n": Summary("s", "first moment int t n dt / int n dt over [0, t1] (no fit)", False,
+                          integrands=("n", "t_n"), reduce=_moment("n")),
+    "tau_mean_pl": Summary("s", "first moment int t PL dt / int PL dt over [0, t1] (no fit)",
+                           False, integrands=("pl", "t_pl"), reduce=_moment("pl")),
+    "tau_1e_n": Summary("s", "time at which n(t)/n(0) first falls to 1/e (inf: not in window)",
+                        True, curve="n", reduce=lambda d: tau_1e(d.t, d.curve("n"))),
+    "tau_1e_pl": Summary("s", "time at which PL(t)/PL(0) first falls to 1/e (inf: not in window)",
+                         True, curve="pl", reduce=lambda d: tau_1e(d.t, d.curve("pl"))),
+    "plqy": Summary("1", "photoluminescence quantum yield int B n p dt / (n0 + G t1)", False,
+                    integrands=("pl",), reduce=lambda d: d.integrals["pl"] / d.carriers_in()),
+    "pl_integrated": Summary("cm^-3", "time-integrated PL int B n p dt over [0, t1]", False,
+                             integrands=("pl",), reduce=lambda d: d.integrals["pl"]),
+    "diffusion_length": Summary(
+        "cm", "sqrt(D_c tau_avg_n), D_c = diffusion_coefficient", True, curve="n",
+        reduce=lambda d: diffusion_length(d.tau_avg("n"), d.diffusion_coefficient)),
 }
 
 
@@ -58,10 +106,26 @@ def share_summaries(model) -> Mapping[str, Summary]:
     for f in model.flux_table:
         what = (f"lost to {f.name}" if f.loss
                 else f"moved {f.source} -> {f.sink} by {f.name} (gross)")
-        out[f.share] = Summary("1", f"fraction of carriers {what}: {f.meaning}", False)
+        out[f.share] = Summary("1", f"fraction of carriers {what}: {f.meaning}", False,
+                               integrands=(f.name,), reduce=_flux_share(f.name))
     held = " + ".join(carrier_states(model))
-    out[SHARE_REMAINING] = Summary("1", f"fraction still in {held} at t1", False)
+    out[SHARE_REMAINING] = Summary("1", f"fraction still in {held} at t1", False,
+                                   reduce=_remaining_share(carrier_states(model)))
     return MappingProxyType(out)
+
+
+def _flux_share(flux):
+    return lambda d: d.integrals[flux] / d.carriers_in()
+
+
+def _remaining_share(states):
+    return lambda d: sum(d.solution.final[s] for s in states) / d.carriers_in()
+
+
+def integrands_for(model, names) -> tuple[str, ...]:
+    """The integrals ``names`` need carried with the solve, each once, in order."""
+    table = summary_table(model)
+    return tuple(dict.fromkeys(k for n in names for k in table[n].integrands))
 
 
 def summary_table(model) -> dict[str, Summary]:
@@ -153,40 +217,7 @@ def summaries(solution, names, diffusion_coefficient=0.017, *, window=None) -> d
         raise ParameterError(
             f"diffusion_coefficient = {diffusion_coefficient!r}: expected a positive number "
             "in cm^2/s")
-    t = jnp.asarray(solution.t)
-    w = window_weights(t, window)
-    integ = solution.integrals
-    out = {}
-    cache = {}
-
-    def tau_avg(which):
-        if which not in cache:
-            y = solution.n if which == "n" else solution.pl
-            cache[which] = _vmap_fit(t, normalised(y), w)
-        return cache[which]
-
     _check_pl_defined(solution, names)
-    share_names = [n for n in names if n in share_summaries(solution.model)]
-    shares = recombination_shares(solution, share_names) if share_names else {}
-    for name in names:
-        if name == "tau_avg_n":
-            out[name] = tau_avg("n")
-        elif name == "tau_avg_pl":
-            out[name] = tau_avg("pl")
-        elif name == "tau_mean_n":
-            out[name] = integ["t_n"] / integ["n"]
-        elif name == "tau_mean_pl":
-            out[name] = integ["t_pl"] / integ["pl"]
-        elif name == "tau_1e_n":
-            out[name] = tau_1e(t, solution.n)
-        elif name == "tau_1e_pl":
-            out[name] = tau_1e(t, solution.pl)
-        elif name == "plqy":
-            out[name] = integ["pl"] / carriers_in(solution)
-        elif name == "pl_integrated":
-            out[name] = integ["pl"]
-        elif name == "diffusion_length":
-            out[name] = diffusion_length(tau_avg("n"), diffusion_coefficient)
-        else:
-            out[name] = shares[name]
-    return out
+    table = summary_table(solution.model)
+    data = DecayData(solution, diffusion_coefficient, window)
+    return {name: table[name].reduce(data) for name in names}

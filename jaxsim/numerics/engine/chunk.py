@@ -194,8 +194,8 @@ def _saved_quantities(model, curve_vars, names) -> tuple[str, ...]:
     quantities = ["pl" if var == "pl_norm" else var for var in curve_vars]
     table = summary_table(model)
     for name in names:
-        if table[name].needs_curve:
-            quantities.append("pl" if name.endswith("_pl") else model.free_state.name)
+        if table[name].curve is not None:
+            quantities.append("pl" if table[name].curve == "pl" else model.free_state.name)
     return tuple(dict.fromkeys(quantities))
 
 

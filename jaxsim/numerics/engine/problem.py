@@ -8,30 +8,13 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 
 from jaxsim.numerics.problem import ScaledProblem
+from jaxsim.observables.summaries import integrands_for
 
 
 def needed_integrals(model, summaries) -> tuple[str, ...]:
-    """Integrands (scaled) the integral summaries in ``summaries`` need, each once:
-    ``pl`` and ``t_pl`` (:math:`\\int \\mathrm{PL}`, :math:`\\int t\\,\\mathrm{PL}`), ``n``
-    and ``t_n``, and a flux name for each ``share_<flux>``."""
-    need = []
-
-    def add(x):
-        if x not in need:
-            need.append(x)
-
-    for name in summaries:
-        if name == "tau_mean_pl":
-            add("pl"), add("t_pl")
-        elif name == "tau_mean_n":
-            add("n"), add("t_n")
-        elif name in ("plqy", "pl_integrated"):
-            add("pl")
-        elif name.startswith("share_") and name != "share_remaining":
-            ch = name[len("share_"):]
-            if ch in model.fluxes_reported:
-                add(ch)
-    return tuple(need)
+    """Integrands (scaled) the summaries need, each once, as each summary declares them
+    (:func:`jaxsim.observables.summaries.integrands_for`)."""
+    return integrands_for(model, summaries)
 
 
 @dataclass(frozen=True)
