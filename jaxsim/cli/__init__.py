@@ -22,6 +22,7 @@ COMMANDS = {
     "fit": ("jaxsim.cli.fit", "fit model parameters to measured TRPL / TCSPC decays"),
     "protocol": ("jaxsim.cli.protocol", "slow ionic dynamics under an illumination protocol"),
     "sensitivity": ("jaxsim.cli.sensitivity", "Sobol indices of observables over parameter ranges"),
+    "app": ("jaxsim.cli.app", "local web app: browse sweeps, play with a model, fit decays"),
 }
 
 
