@@ -116,14 +116,19 @@ def test_heatmap_marks_failed_points_and_uses_log_axes(fake_store):
     v = S.StoreView(path, cache=S.ChunkCache())
     at = {"A": 0, "D": 0, "K1": 0, "n0": 0}
     fig = heatmap_figure(v, "tau_mean_pl", "A", "n0", at)
-    heat, failed = fig.data[0], fig.data[1]
+    heat, failed = fig["data"][0], fig["data"][1]
     st = v.slice2d("status", "A", "n0", at)
-    assert failed.name == f"failed ({int((st != 0).sum())})"
-    np.testing.assert_allclose(heat.x, np.log10(v.axis("A").values))  # drawn in decades
-    assert fig.layout.xaxis.ticktext[0] == "1e5"
-    assert "s" in fig.data[0].colorbar.title.text
+    assert failed["name"] == f"failed ({int((st != 0).sum())})"
+    np.testing.assert_allclose(heat["x"], np.log10(v.axis("A").values))  # drawn in decades
+    assert fig["layout"]["xaxis"]["ticktext"][0] == "1e5"
+    assert "(s)" in heat["colorbar"]["title"]["text"]
+    z = v.slice2d("tau_mean_pl", "A", "n0", at)
+    assert heat["customdata"][2][3][2] == pytest.approx(z[2, 3], rel=1e-6)  # hover: the value
     ela = heatmap_figure(v, "d_tau_mean_pl_d_log_A", "A", "n0", at)
-    assert ela.data[0].zmid == 0  # elasticities: diverging map around 0
+    assert ela["data"][0]["zmid"] == 0  # elasticities: diverging map around 0
+    import plotly.graph_objects as go
+
+    go.Figure(fig)  # a valid plotly figure
 
 
 def test_unfinished_store_is_refused_with_a_message(tmp_path):

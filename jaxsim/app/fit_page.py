@@ -387,7 +387,7 @@ def data_figure(ds, result=None):
             fig.add_trace(go.Scattergl(x=t_ns, y=res[k], mode="markers",
                                        marker=dict(size=3, color=c, opacity=0.6),
                                        showlegend=False, legendgroup=str(k)), row=2, col=1)
-    fig.update_yaxes(type="log", exponentformat="power",
+    fig.update_yaxes(type="log", exponentformat="power", dtick=1,
                      title="counts per bin" if ds.is_counts else "normalised PL", row=1, col=1)
     if rows == 2:
         fig.update_yaxes(title="residual / σ", row=2, col=1, zeroline=True)

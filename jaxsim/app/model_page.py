@@ -7,9 +7,7 @@ import threading
 import time
 
 import numpy as np
-import plotly.graph_objects as go
 from dash import ALL, MATCH, Input, Output, State, dcc, html, no_update
-from plotly.subplots import make_subplots
 
 from jaxsim.app.stores import readout_grid
 from jaxsim.app.ui import (
@@ -31,6 +29,9 @@ POINTS = 512
 LINEAR_DECADES = 10
 
 MAX_SAVED = 5
+
+#: colours of saved curves (dashed), apart from the live curves' colours
+SAVED_COLORS = ("#444444", "#E69F00", "#56B4E9", "#009E73", "#F0E442")
 
 DEFAULT_T1 = 2e-6
 
@@ -118,6 +119,7 @@ def _param_row(p, value):
         ]),
         dcc.Slider(id={"type": "model-p", "name": p.name}, min=lo, max=hi, step=0.01,
                    value=to_slider(p, value), marks=marks, included=False, updatemode="drag"),
+        dcc.Store(id={"type": "model-zero", "name": p.name}, data=lo if zero_left else None),
     ])
 
 
@@ -178,7 +180,7 @@ def layout():
             html.Div(id="model-timing", className="muted small"),
         ]),
         html.Div(className="panel", children=[
-            html.H4("Where the carriers went (share of n0 + G t1)"),
+            html.H4("Where the carriers went (share of n0 + G t1; the bars add up to 100 %)"),
             dcc.Graph(id="model-shares", config={"displaylogo": False},
                       style={"height": "260px"}),
         ]),
@@ -201,12 +203,19 @@ def register(app, lock: threading.Lock):
         m = get_model(name)
         return [_param_row(p, p.default) for p in m.parameters]
 
-    @app.callback(Output({"type": "model-label", "name": MATCH}, "children"),
-                  Input({"type": "model-p", "name": MATCH}, "value"),
-                  State({"type": "model-p", "name": MATCH}, "id"), State("model-name", "value"))
-    def label(x, id_, name):
-        p = next(r for r in get_model(name).parameters if r.name == id_["name"])
-        return fmt(from_slider(p, x))
+    # the value next to each slider follows it in the browser (no round trip)
+    app.clientside_callback(
+        """function(x, lo) {
+            if (x === undefined || x === null) { return window.dash_clientside.no_update; }
+            if (lo !== null && lo !== undefined && x <= lo + 1e-9) { return "0"; }
+            const v = Math.pow(10, x);
+            if (v >= 1e-3 && v < 1e5) { return String(Number(v.toPrecision(4))); }
+            const [m, e] = v.toExponential(3).split("e");
+            return String(Number(m)) + "e" + String(Number(e));
+        }""",
+        Output({"type": "model-label", "name": MATCH}, "children"),
+        Input({"type": "model-p", "name": MATCH}, "value"),
+        State({"type": "model-zero", "name": MATCH}, "data"))
 
     @app.callback(Output("model-decay", "figure"), Output("model-shares", "figure"),
                   Output("model-tau-avg", "children"), Output("model-tau-mean", "children"),
@@ -316,45 +325,62 @@ def _value(v, unit, pct=False):
     return html.Span(text, **{"data-value": repr(float(v))})
 
 
-def decay_figure(res, model, axis, saved):
+def _list(a):
+    a = np.asarray(a, dtype=float)
+    return np.where(np.isfinite(a) & (a > 0), a, None).tolist()
+
+
+def decay_figure(res, model, axis, saved) -> dict:
+    """PL (left) and carrier densities (right) as a plain figure dict (no validation cost)."""
     g = res[_grid(axis)]
-    t = np.asarray(g["t"]) / 1e-9
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("PL / PL(0)", "carrier densities (cm⁻³)"),
-                        horizontal_spacing=0.1)
+    t = (np.asarray(g["t"]) / 1e-9).tolist()
+    data = []
     for i, c in enumerate(saved):
-        tc = np.asarray(c["t"], dtype=float) / 1e-9
-        color = PALETTE[(i + 4) % len(PALETTE)]
-        fig.add_trace(go.Scatter(x=tc, y=c["pl"], name=f"saved {i + 1}", legendgroup=f"s{i}",
-                                 line=dict(color=color, dash="dash", width=1.5),
-                                 hovertemplate=c["label"] + "<extra></extra>"), row=1, col=1)
-        fig.add_trace(go.Scatter(x=tc, y=c["n"], name=f"saved {i + 1}", legendgroup=f"s{i}",
-                                 showlegend=False, line=dict(color=color, dash="dash", width=1.5),
-                                 hovertemplate=c["label"] + "<extra></extra>"), row=1, col=2)
-    pl = _norm(g["pl"])
-    fig.add_trace(go.Scatter(x=t, y=np.where(pl > 0, pl, np.nan), name="PL",
-                             line=dict(color=COLORS["pl"], width=2.5)), row=1, col=1)
+        tc = (np.asarray(c["t"], dtype=float) / 1e-9).tolist()
+        color = SAVED_COLORS[i % len(SAVED_COLORS)]
+        line = dict(color=color, dash="dash", width=1.5)
+        hover = c["label"] + "<extra></extra>"
+        data.append(dict(type="scatter", x=tc, y=c["pl"], name=f"saved {i + 1}",
+                         legendgroup=f"s{i}", line=line, hovertemplate=hover))
+        data.append(dict(type="scatter", x=tc, y=c["n"], name=f"saved {i + 1}", xaxis="x2",
+                         yaxis="y2", legendgroup=f"s{i}", showlegend=False, line=line,
+                         hovertemplate=hover))
+    data.append(dict(type="scatter", x=t, y=_list(_norm(g["pl"])), name="PL",
+                     line=dict(color=COLORS["pl"], width=2.5)))
     for nm in model.state_names:
-        y = np.asarray(g[nm])
-        fig.add_trace(go.Scatter(x=t, y=np.where(y > 0, y, np.nan), name=STATE_LABELS.get(nm, nm),
-                                 line=dict(color=COLORS.get(nm), width=2.5)), row=1, col=2)
-    fig.update_layout(**base_layout(margin=dict(l=60, r=20, t=70, b=50),
-                                    legend=dict(orientation="h", y=-0.18, x=0)),
-                      uirevision=axis)
-    fig.update_xaxes(title="time (ns)", type="log" if axis == "log" else "linear")
-    fig.update_yaxes(type="log", exponentformat="power", dtick=1)
-    return fig
+        data.append(dict(type="scatter", x=t, y=_list(g[nm]), name=STATE_LABELS.get(nm, nm),
+                         xaxis="x2", yaxis="y2", line=dict(color=COLORS.get(nm), width=2.5)))
+    xtype = "log" if axis == "log" else "linear"
+    yax = dict(type="log", exponentformat="power", dtick=1)
+    layout = base_layout(
+        margin=dict(l=60, r=20, t=50, b=50), legend=dict(orientation="h", y=-0.2, x=0),
+        uirevision=axis,
+        xaxis=dict(domain=[0, 0.45], title=dict(text="time (ns)"), type=xtype, anchor="y"),
+        yaxis=dict(yax, anchor="x"),
+        xaxis2=dict(domain=[0.55, 1], title=dict(text="time (ns)"), type=xtype, anchor="y2"),
+        yaxis2=dict(yax, anchor="x2"),
+        annotations=[dict(text="PL / PL(0)", x=0.225, y=1.06, xref="paper", yref="paper",
+                          showarrow=False, font=dict(size=14)),
+                     dict(text="carrier densities (cm⁻³)", x=0.775, y=1.06, xref="paper",
+                          yref="paper", showarrow=False, font=dict(size=14))])
+    return {"data": data, "layout": layout}
 
 
-def shares_figure(s, model):
-    names = [k[6:] for k in s if k.startswith("share_")]
-    vals = [s[f"share_{k}"] * 100 for k in names]
-    labels = [SHARE_LABELS.get(k, k) for k in names]
-    colors = ["#999999" if k in ("trapping", "detrapping") else
-              PALETTE[i % len(PALETTE)] for i, k in enumerate(names)]
-    fig = go.Figure(go.Bar(x=vals, y=labels, orientation="h", marker_color=colors,
-                           text=[f"{v:.3g} %" for v in vals], textposition="outside",
-                           cliponaxis=False, hovertemplate="%{y}: %{x:.4g} %<extra></extra>"))
-    fig.update_layout(**base_layout(margin=dict(l=170, r=60, t=10, b=40)),
-                      xaxis=dict(title="% of carriers put in", rangemode="tozero"),
-                      yaxis=dict(autorange="reversed"))
-    return fig
+def shares_figure(s, model) -> dict:
+    """Where the carriers went: the loss channels and what is left (they add up to 100 %);
+    gross trapping and detrapping (a carrier may be trapped many times) in the title."""
+    losses = [k for k in (*model.loss_fluxes, "remaining") if f"share_{k}" in s]
+    vals = [s[f"share_{k}"] * 100 for k in losses]
+    labels = [SHARE_LABELS.get(k, k) for k in losses]
+    colors = [PALETTE[(i + 2) % len(PALETTE)] for i in range(len(losses))]
+    bar = dict(type="bar", x=vals, y=labels, orientation="h", marker=dict(color=colors),
+               text=[f"{fmt(v, 3)} %" for v in vals], textposition="outside", cliponaxis=False,
+               hovertemplate="%{y}: %{x:.4g} %<extra></extra>")
+    gross = [f"{SHARE_LABELS[k].split(' ')[0]} {fmt(s[f'share_{k}'] * 100, 3)} %"
+             for k in ("trapping", "detrapping") if f"share_{k}" in s]
+    title = ("gross, counting repeats: " + ", ".join(gross)) if gross else ""
+    layout = base_layout(margin=dict(l=170, r=60, t=30, b=40),
+                         title=dict(text=title, x=0.01, font=dict(size=12, color="#66707a")),
+                         xaxis=dict(title=dict(text="% of carriers put in"), range=[0, 105]),
+                         yaxis=dict(autorange="reversed"))
+    return {"data": [bar], "layout": layout}

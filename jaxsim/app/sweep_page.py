@@ -113,7 +113,7 @@ def _axis_values(ax: S.AxisInfo):
 
 def _axis_layout(ax: S.AxisInfo) -> dict:
     title = f"{ax.name} ({unit_label(ax.unit)})" if unit_label(ax.unit) else ax.name
-    d = dict(title=title, showgrid=False, zeroline=False)
+    d = dict(title=dict(text=title), showgrid=False, zeroline=False)
     if ax.log:
         v = np.log10(ax.values)
         vals, text = log_ticks(float(v.min()), float(v.max()))
@@ -133,6 +133,8 @@ def _slider(ax: S.AxisInfo, value: int):
         ]),
         dcc.Slider(id={"type": "sweep-at", "axis": ax.name}, min=0, max=n - 1, step=1,
                    value=value, marks=marks, included=False, updatemode="drag"),
+        dcc.Store(id={"type": "sweep-at-text", "axis": ax.name},
+                  data=[fmt_unit(x, ax.unit) for x in ax.values]),
     ])
 
 
@@ -206,13 +208,16 @@ def register(app, registry: StoreRegistry, compute_lock: threading.Lock):
             out = [html.Div("every axis is on the map", className="muted small")]
         return out
 
-    @app.callback(Output({"type": "sweep-at-label", "axis": MATCH}, "children"),
-                  Input({"type": "sweep-at", "axis": MATCH}, "value"),
-                  State({"type": "sweep-at", "axis": MATCH}, "id"),
-                  State("sweep-store", "value"))
-    def slider_label(value, id_, path):
-        ax = registry.get(path).axis(id_["axis"])
-        return fmt_unit(ax.values[int(value)], ax.unit)
+    # the value next to each slider follows it in the browser (no round trip)
+    app.clientside_callback(
+        """function(i, texts) {
+            if (i === undefined || i === null || !texts) {
+                return window.dash_clientside.no_update; }
+            return texts[i];
+        }""",
+        Output({"type": "sweep-at-label", "axis": MATCH}, "children"),
+        Input({"type": "sweep-at", "axis": MATCH}, "value"),
+        State({"type": "sweep-at-text", "axis": MATCH}, "data"))
 
     @app.callback(Output("sweep-heatmap", "figure"), Output("sweep-timing", "children"),
                   Input("sweep-store", "value"), Input("sweep-var", "value"),
@@ -308,7 +313,17 @@ def _slice_title(v, var, fixed_axes, at) -> str:
     return f"<b>{var}</b>" + (" at " + ", ".join(parts) if parts else "")
 
 
-def heatmap_figure(v: S.StoreView, var, x, y, at, colour="auto", selected=None):
+def _sig(a, digits=6):
+    """Numbers rounded to ``digits`` significant digits (short JSON, exact enough to read)."""
+    a = np.asarray(a, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mag = np.where(np.isfinite(a) & (a != 0), np.floor(np.log10(np.abs(a))), 0)
+        f = 10.0 ** (digits - 1 - mag)
+        return np.where(np.isfinite(a), np.round(a * f) / f, a)
+
+
+def heatmap_figure(v: S.StoreView, var, x, y, at, colour="auto", selected=None) -> dict:
+    """The map as a plain figure dict (no plotly validation: a redraw costs milliseconds)."""
     z = v.slice2d(var, x, y, at).astype(float)
     st = v.slice2d("status", x, y, at) if "status" in v.vars else np.zeros(z.shape, int)
     ax, ay = v.axis(x), v.axis(y)
@@ -317,10 +332,11 @@ def heatmap_figure(v: S.StoreView, var, x, y, at, colour="auto", selected=None):
     mode = _colour_mode(z, var, colour)
     with np.errstate(divide="ignore", invalid="ignore"):
         zc = np.log10(z) if mode == "log" else z
-    XX, YY = np.meshgrid(ax.values, ay.values)
-    IX, IY = np.meshgrid(np.arange(len(ax.values)), np.arange(len(ay.values)))
-    custom = np.stack([XX, YY, z, st.astype(float), IX, IY], axis=-1)
-    text = np.vectorize(S.status_message)(st)
+    XX, YY = np.meshgrid(_sig(ax.values), _sig(ay.values))
+    custom = np.stack([XX, YY, _sig(z), st.astype(float)], axis=-1)
+    custom = np.where(np.isfinite(custom), custom, None).tolist()
+    messages = {int(c): S.status_message(c) for c in np.unique(st)}
+    text = [[messages[int(c)] for c in row] for row in st]
     unit = unit_label(info.unit)
     cbar = dict(title=dict(text=f"{var}" + (f"<br>({unit})" if unit else ""), side="right"),
                 thickness=16)
@@ -328,40 +344,41 @@ def heatmap_figure(v: S.StoreView, var, x, y, at, colour="auto", selected=None):
     if mode == "log" and fin.size:
         vals, ticks = log_ticks(float(fin.min()), float(fin.max()), 7)
         cbar.update(tickvals=vals, ticktext=ticks)
-    heat = dict(z=zc, x=xs, y=ys, customdata=custom.tolist(), text=text.tolist(), colorbar=cbar,
-                hovertemplate=(f"{x} = %{{customdata[0]:.4g}} {unit_label(ax.unit)}<br>"
-                               f"{y} = %{{customdata[1]:.4g}} {unit_label(ay.unit)}<br>"
-                               f"{var} = %{{customdata[2]:.5g}} {unit}<br>"
-                               "status: %{text}<extra></extra>"))
+    hover = (f"{x} = %{{customdata[0]:.4g}} {unit_label(ax.unit)}<br>"
+             f"{y} = %{{customdata[1]:.4g}} {unit_label(ay.unit)}<br>"
+             f"{var} = %{{customdata[2]:.5g}} {unit}<br>status: %{{text}}<extra></extra>")
+    heat = dict(type="heatmap", z=np.where(np.isfinite(zc), zc, None).tolist(),
+                x=xs.tolist(), y=ys.tolist(), customdata=custom, text=text, colorbar=cbar,
+                hovertemplate=hover, hoverongaps=False)
     if var.startswith("d_"):
-        heat.update(colorscale="RdBu_r", zmid=0)
+        heat.update(colorscale="RdBu", reversescale=True, zmid=0)
     elif var == "status":
         heat.update(colorscale=[[0, "#f7f7f7"], [1, "#b2182b"]])
     else:
         heat.update(colorscale="Viridis")
-    fig = go.Figure(go.Heatmap(**heat))
+    data = [heat]
     bad = np.argwhere(st != 0)
     if bad.size:
-        fig.add_trace(go.Scatter(
-            x=xs[bad[:, 1]], y=ys[bad[:, 0]], mode="markers", name=f"failed ({len(bad)})",
+        data.append(dict(
+            type="scatter", x=xs[bad[:, 1]].tolist(), y=ys[bad[:, 0]].tolist(), mode="markers",
+            name=f"failed ({len(bad)})",
             marker=dict(symbol="x-thin", size=9, line=dict(width=2, color="#d62728")),
-            customdata=custom[bad[:, 0], bad[:, 1]].tolist(),
-            text=text[bad[:, 0], bad[:, 1]].tolist(),
-            hovertemplate=heat["hovertemplate"]))
+            customdata=[custom[i][j] for i, j in bad], text=[text[i][j] for i, j in bad],
+            hovertemplate=hover))
     if selected:
         idx = selected["index"]
         same = all(idx.get(n) == at.get(n) for n in v.axis_names if n not in (x, y))
         if same and x in idx and y in idx:
-            fig.add_trace(go.Scatter(
-                x=[xs[idx[x]]], y=[ys[idx[y]]], mode="markers", name="selected point",
-                marker=dict(symbol="circle-open", size=16, line=dict(width=3, color="#111")),
-                hoverinfo="skip"))
+            data.append(dict(
+                type="scatter", x=[float(xs[idx[x]])], y=[float(ys[idx[y]])], mode="markers",
+                name="selected point", hoverinfo="skip",
+                marker=dict(symbol="circle-open", size=16, line=dict(width=3, color="#111"))))
     fixed_axes = [n for n in v.axis_names if n not in (x, y)]
-    fig.update_layout(**base_layout(
+    layout = base_layout(
         title=dict(text=_slice_title(v, var, fixed_axes, at), x=0.01, font=dict(size=14)),
         xaxis=_axis_layout(ax), yaxis=_axis_layout(ay), plot_bgcolor="#d9d9d9",
-        showlegend=bool(bad.size), uirevision=f"{v.path}{x}{y}", clickmode="event"))
-    return fig
+        showlegend=bool(bad.size), uirevision=f"{v.path}{x}{y}", clickmode="event")
+    return {"data": data, "layout": layout}
 
 
 def line_figure(v: S.StoreView, var, x, at, colour="auto"):
