@@ -279,3 +279,30 @@ def test_cli_app_help_and_host_rules(capsys):
         split_paths(["/nonexistent/x.zarr"])
     assert main(["app", "/nonexistent/x.zarr", "--no-browser"]) == 2
     assert "no such store" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_point_decay_of_a_pulse_train_sweep_agrees(tmp_path):
+    """Pulse trains: the summaries over [0, t1] of the steady state, as the sweep stored them."""
+    from jaxsim.studies.sweep import run_sweep
+
+    spec = parse_spec("""
+model = "trap_detrap"
+t1 = 1.9e-7
+chunk_size = 8
+[fixed]
+B = 1e-10
+[axes]
+rep_rate = [1e6, 5e6]
+A = { logspace = [1e6, 1e8, 3] }
+[observables]
+summaries = ["tau_mean_pl", "plqy", "tau_avg_n"]
+""")
+    run_sweep(spec, tmp_path / "t.zarr", progress=False)
+    v = S.StoreView(tmp_path / "t.zarr", cache=S.ChunkCache())
+    idx = {"rep_rate": 1, "A": 2}
+    res = S.point_decay(v.spec, v.point_values(idx))
+    stored = v.point(idx)
+    for name in ("tau_mean_pl", "plqy", "tau_avg_n", "carrier_accumulation_percent"):
+        assert res["summaries"][name] == pytest.approx(stored[name], rel=1e-6), name
+    assert res["t"][-1] == pytest.approx(1.9e-7)

@@ -483,10 +483,9 @@ def register(app, jobs: FitJobs, upload_dir: Path):
             return error_box(f["error"], id_="fit-error"), _empty("no data"), no_update
         try:
             ds = read_file(f["path"], unit, lay)
-        except (ParameterError, FileNotFoundError, IsADirectoryError, UnicodeDecodeError,
-                ValueError) as err:
+        except Exception as err:  # noqa: BLE001 (any unreadable file: say so, keep serving)
             msg = err if isinstance(err, (ParameterError, FileNotFoundError)) else \
-                f"{f['name']}: cannot read it as a decay file ({err})"
+                f"{f['name']}: cannot read it as a decay file ({type(err).__name__}: {err})"
             return (error_box(f"jaxsim fit: error: {msg}", id_="fit-error"),
                     _empty("the file could not be read"), no_update)
         info = info_box([html.Strong(f["name"]), f": {ds.n_decays} decay(s), {ds.n_bins} bins of "

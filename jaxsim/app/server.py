@@ -6,7 +6,9 @@ the installed Python packages: the page works with no internet. See docs/app.md.
 
 from __future__ import annotations
 
+import atexit
 import ipaddress
+import shutil
 import logging
 import tempfile
 import threading
@@ -52,6 +54,7 @@ def create_app(paths=(), *, folders=None, warm: bool = True) -> Dash:
     registry = sweep_page.StoreRegistry(stores, dirs)
     data_files = files + [f for f in fit_page.find_data_files(dirs) if f not in files]
     upload_dir = Path(tempfile.mkdtemp(prefix="jaxsim-app-"))
+    atexit.register(shutil.rmtree, upload_dir, ignore_errors=True)
     compute_lock = threading.Lock()
     jobs = fit_page.FitJobs()
 

@@ -352,13 +352,24 @@ def point_decay(spec, values: dict[str, float]) -> dict:
     sol, accumulation = _solve(model, params, t_sum, config, rep_rate)
     out: dict = {"summaries": {}, "solver": sol.solver, "params": params, "rep_rate": rep_rate}
     names = [s for s in spec.summaries if s != "carrier_accumulation_percent"]
-    try:
-        s = summaries(sol, names, spec.diffusion_coefficient)
-        out["summaries"] = {k: float(np.asarray(v)) for k, v in s.items()}
-    except ParameterError as err:
-        out["summary_error"] = str(err)
-    if accumulation is not None and "carrier_accumulation_percent" in spec.summaries:
-        out["summaries"]["carrier_accumulation_percent"] = accumulation
+    if rep_rate is None:
+        try:
+            s = summaries(sol, names, spec.diffusion_coefficient)
+            out["summaries"] = {k: float(np.asarray(v)) for k, v in s.items()}
+        except ParameterError as err:
+            out["summary_error"] = str(err)
+    else:
+        # a pulse train's summaries are over the observation window [0, t1] of the steady
+        # state: computed by the sweep's own steady-state function, for this one point
+        from jaxsim.studies.sweep import chunk_function
+
+        f = chunk_function(spec)
+        res = f({k: np.asarray([float(v)]) for k, v in values.items()})
+        out["summaries"] = {k: float(np.asarray(res[k])[0]) for k in spec.output_names()
+                            if not k.startswith("curve_") and k in res}
+        out["summary_note"] = ("pulse train: summaries over [0, t1] of the periodic steady "
+                               "state, from the sweep's steady-state function")
+    out["accumulation"] = accumulation
     out["status"] = int(np.asarray(sol.status))
     out["t_lin"] = np.asarray(sol.t)
     for name in model.state_names:

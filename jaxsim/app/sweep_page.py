@@ -463,6 +463,8 @@ def point_panel(v: S.StoreView, index: dict, lock: threading.Lock):
             f"{v.spec.dtype}; summaries on the sweep's time grid)"]
     if res.get("summary_error"):
         note.append(" — " + res["summary_error"])
+    if res.get("summary_note"):
+        note.append(" — " + res["summary_note"])
     names = list(model.state_names) + ["pl"]
     readout_t = S.decade_times(res["t"])
     trs = []
