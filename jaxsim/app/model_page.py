@@ -18,6 +18,7 @@ from jaxsim.app.ui import (
     error_box,
     fmt,
     fmt_unit,
+    log_dtick,
     unit_label,
 )
 from jaxsim.physics.errors import ParameterError
@@ -180,7 +181,7 @@ def layout():
             html.Div(id="model-timing", className="muted small"),
         ]),
         html.Div(className="panel", children=[
-            html.H4("Where the carriers went (share of n0 + G t1; the bars add up to 100 %)"),
+            html.H4("Where the carriers went (share of what a pulse puts in, n0 + G t1)"),
             dcc.Graph(id="model-shares", config={"displaylogo": False},
                       style={"height": "260px"}),
         ]),
@@ -349,16 +350,20 @@ def decay_figure(res, model, axis, saved) -> dict:
                      line=dict(color=COLORS["pl"], width=2.5)))
     for nm in model.state_names:
         data.append(dict(type="scatter", x=t, y=_list(g[nm]), name=STATE_LABELS.get(nm, nm),
-                         xaxis="x2", yaxis="y2", line=dict(color=COLORS.get(nm), width=2.5)))
+                         xaxis="x2", yaxis="y2",
+                         line=dict(color=COLORS.get(nm), width=2.5,
+                                   dash="dash" if nm == "n_h" else "solid")))
     xtype = "log" if axis == "log" else "linear"
-    yax = dict(type="log", exponentformat="power", dtick=1)
+    yax = dict(type="log", exponentformat="power")
+    dt1 = log_dtick(_norm(g["pl"]), *[c["pl"] for c in saved])
+    dt2 = log_dtick(*[g[nm] for nm in model.state_names])
     layout = base_layout(
         margin=dict(l=60, r=20, t=50, b=50), legend=dict(orientation="h", y=-0.2, x=0),
         uirevision=axis,
         xaxis=dict(domain=[0, 0.45], title=dict(text="time (ns)"), type=xtype, anchor="y"),
-        yaxis=dict(yax, anchor="x"),
+        yaxis=dict(yax, anchor="x", dtick=dt1),
         xaxis2=dict(domain=[0.55, 1], title=dict(text="time (ns)"), type=xtype, anchor="y2"),
-        yaxis2=dict(yax, anchor="x2"),
+        yaxis2=dict(yax, anchor="x2", dtick=dt2),
         annotations=[dict(text="PL / PL(0)", x=0.225, y=1.06, xref="paper", yref="paper",
                           showarrow=False, font=dict(size=14)),
                      dict(text="carrier densities (cm⁻³)", x=0.775, y=1.06, xref="paper",

@@ -21,6 +21,7 @@ from jaxsim.app.ui import (
     fmt,
     fmt_unit,
     info_box,
+    log_dtick,
     log_ticks,
     unit_label,
 )
@@ -155,6 +156,12 @@ def register(app, registry: StoreRegistry, compute_lock: threading.Lock):
         if path not in [o["value"] for o in opts]:
             opts.append({"label": path, "value": path})
         return opts, path, ""
+
+    @app.callback(Output("sweep-point", "children", allow_duplicate=True),
+                  Output("sweep-selected", "data", allow_duplicate=True),
+                  Input("sweep-store", "value"), prevent_initial_call=True)
+    def forget_point(_):
+        return info_box("No point selected yet: click a cell of the map."), None
 
     @app.callback(Output("sweep-var", "options"), Output("sweep-var", "value"),
                   Output("sweep-x", "options"), Output("sweep-x", "value"),
@@ -398,6 +405,7 @@ def line_figure(v: S.StoreView, var, x, at, colour="auto"):
     custom = np.stack([ax.values, ax.values, z, st.astype(float), idx, idx], axis=-1)
     fig = go.Figure(go.Scatter(
         x=ax.values, y=z, mode="lines+markers", customdata=custom.tolist(),
+        line=dict(color=COLORS["n"], width=2),
         text=[S.status_message(s) for s in st], name=var,
         hovertemplate=(f"{x} = %{{x:.4g}} {unit_label(ax.unit)}<br>{var} = %{{y:.5g}} "
                        f"{unit_label(info.unit)}<br>status: %{{text}}<extra></extra>")))
@@ -500,7 +508,9 @@ def decay_figure(res, model, *, log_time: bool):
     for nm in model.state_names:
         y = np.asarray(res[nm + suffix])
         fig.add_trace(go.Scatter(x=t, y=np.where(y > 0, y, np.nan), name=STATE_LABELS.get(nm, nm),
-                                 line=dict(color=COLORS.get(nm), width=2)), secondary_y=False)
+                                 line=dict(color=COLORS.get(nm), width=2,
+                                           dash="dash" if nm == "n_h" else "solid")),
+                      secondary_y=False)
     pl = np.asarray(res["pl" + suffix])
     pl0 = pl[0] if pl[0] > 0 else np.nanmax(pl)
     fig.add_trace(go.Scatter(x=t, y=np.where(pl > 0, pl / pl0, np.nan), name="PL / PL(0)",
@@ -511,8 +521,9 @@ def decay_figure(res, model, *, log_time: bool):
         title=dict(text="log time" if log_time else "linear time", x=0.01, font=dict(size=13)),
         margin=dict(l=70, r=60, t=60, b=50)))
     fig.update_xaxes(title="time (ns)", type="log" if log_time else "linear")
-    fig.update_yaxes(title="density (cm⁻³)", type="log", exponentformat="power", dtick=1,
-                     secondary_y=False)
-    fig.update_yaxes(title="PL / PL(0)", type="log", exponentformat="power", dtick=1,
-                     secondary_y=True, showgrid=False)
+    dens = [np.asarray(res[nm + suffix]) for nm in model.state_names]
+    fig.update_yaxes(title="density (cm⁻³)", type="log", exponentformat="power",
+                     dtick=log_dtick(*dens), secondary_y=False)
+    fig.update_yaxes(title="PL / PL(0)", type="log", exponentformat="power",
+                     dtick=log_dtick(pl / pl0), secondary_y=True, showgrid=False)
     return fig

@@ -94,3 +94,13 @@ def base_layout(**kw) -> dict:
 
 def time_axis_ns(ts) -> np.ndarray:
     return np.asarray(ts, dtype=float) / 1e-9
+
+
+def log_dtick(*arrays):
+    """``dtick=1`` (decades only) for a log axis whose data span two decades or more; else
+    None (plotly's default labels, which show 2 and 5 in between)."""
+    vals = np.concatenate([np.ravel(np.asarray(a, dtype=float)) for a in arrays])
+    vals = vals[np.isfinite(vals) & (vals > 0)]
+    if vals.size and np.log10(vals.max() / vals.min()) >= 2:
+        return 1
+    return None
