@@ -245,6 +245,10 @@ def test_fit_page_fits_the_shipped_file(page, server):
         page.click("#fit-dl-json")
     doc = json.loads(pathlib.Path(dl.value.path()).read_text())
     assert doc["model"] == "abc" and doc["params"]["A"]["free"]
+    assert doc["params"]["A"]["value"] == pytest.approx(a, rel=1e-9)
+    with page.expect_download() as dl:
+        page.click("#fit-dl-png")
+    assert pathlib.Path(dl.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_fit_page_bad_file_shows_the_cli_message_and_server_survives(page, server, tmp_path,
