@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
@@ -40,6 +41,12 @@ SHARE_LABELS = {"trapping": "trapping (gross)", "detrapping": "detrapping (gross
                 "bimolecular": "radiative (B)", "auger": "Auger (C)",
                 "trap_relaxation": "trap → valence band (K1)", "quenching": "quenching (Q)",
                 "remaining": "still excited at t1"}
+
+
+# requests of the model page in order of arrival: while a drag sends positions faster than they
+# are computed, only the newest waiting one is computed (the others answer "no change")
+_requests = itertools.count(1)
+_latest = [0]
 
 
 def slider_range(p) -> tuple[float, float, bool]:
@@ -248,10 +255,14 @@ def register(app, lock: threading.Lock):
                 if rep is None or not (rep > 0):
                     raise ParameterError(f"repetition rate = {rep!r}: expected a rate > 0 Hz")
                 rep_rate = float(rep)
-            t0 = time.perf_counter()
+            mine = next(_requests)
+            _latest[0] = mine
             with lock:
+                if _latest[0] != mine:  # a newer slider position arrived: skip this one
+                    return (no_update,) * 10
+                t0 = time.perf_counter()
                 res = model_curves(m, values, float(t1), rep_rate, float(dc))
-            secs = time.perf_counter() - t0
+                secs = time.perf_counter() - t0
         except (ParameterError, RuntimeError) as err:
             return (no_update, no_update, "–", "–", "–", "–", "–", "",
                     error_box(f"jaxsim app: error: {err}", id_="model-error"), no_update)
@@ -303,6 +314,11 @@ def _grid(axis):
     return "log" if axis == "log" else "lin"
 
 
+def _keep(size, n=256):
+    """Indices of about ``n`` evenly spread samples, first and last included."""
+    return np.unique(np.linspace(0, size - 1, min(size, n)).round().astype(int))
+
+
 def _thin(a, n=256):
     a = np.asarray(a, dtype=float)
     if a.size > n:
@@ -334,7 +350,9 @@ def _list(a):
 def decay_figure(res, model, axis, saved) -> dict:
     """PL (left) and carrier densities (right) as a plain figure dict (no validation cost)."""
     g = res[_grid(axis)]
-    t = (np.asarray(g["t"]) / 1e-9).tolist()
+    keep = _keep(np.asarray(g["t"]).size)  # ~256 points drawn: enough for the eye
+    g = {k: np.asarray(v)[keep] for k, v in g.items()}
+    t = (g["t"] / 1e-9).tolist()
     data = []
     for i, c in enumerate(saved):
         tc = (np.asarray(c["t"], dtype=float) / 1e-9).tolist()
