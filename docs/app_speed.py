@@ -95,7 +95,7 @@ def main():
             out["big_store_open_and_draw_s"] = time.time() - t0
             page.wait_for_timeout(1000)
             moves = []
-            for k, slider in enumerate(("last", "first")):
+            for slider in ("last", "first"):
                 h = getattr(page.locator("#sweep-sliders [role=slider]"), slider)
                 h.focus()
                 for i in range(a.moves):

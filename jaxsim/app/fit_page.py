@@ -341,7 +341,8 @@ def options_from_inputs(model, n0, free_vals, free_ids, values, value_ids, los, 
         v = _num(text, f"parameter {name}")
         if name in free:
             init[name] = v
-            a, b = _num(lo[name], f"lower bound of {name}"), _num(hi[name], f"upper bound of {name}")
+            a = _num(lo[name], f"lower bound of {name}")
+            b = _num(hi[name], f"upper bound of {name}")
             if (a, b) != (defaults[name].fit_lower, defaults[name].fit_upper):
                 bounds[name] = (a, b)
         elif v != defaults[name].default:
