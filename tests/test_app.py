@@ -306,3 +306,22 @@ summaries = ["tau_mean_pl", "plqy", "tau_avg_n"]
     for name in ("tau_mean_pl", "plqy", "tau_avg_n", "carrier_accumulation_percent"):
         assert res["summaries"][name] == pytest.approx(stored[name], rel=1e-6), name
     assert res["t"][-1] == pytest.approx(1.9e-7)
+
+
+def test_cli_warns_before_listening_beyond_this_machine(monkeypatch, capsys):
+    import jaxsim.app.server as server
+    import jaxsim.cli.app as cli_app
+    from jaxsim.cli import main
+
+    served = {}
+    monkeypatch.setattr(server, "create_app", lambda paths: "app")
+    monkeypatch.setattr(server, "serve", lambda app, host, port: served.update(host=host,
+                                                                              port=port))
+    monkeypatch.setattr(cli_app, "_port_free", lambda host, port: False)
+    monkeypatch.setattr(cli_app, "free_port", lambda host="127.0.0.1": 8123)
+    assert main(["app", "--host", "0.0.0.0", "--no-browser"]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING: listening on 0.0.0.0" in err and "port 8050 is busy: using 8123" in err
+    assert served == {"host": "0.0.0.0", "port": 8123}
+    assert main(["app", "--no-browser", "--port", "8124"]) == 0
+    assert "WARNING" not in capsys.readouterr().err and served["host"] == "127.0.0.1"
