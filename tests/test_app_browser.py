@@ -267,6 +267,7 @@ def test_fit_page_bad_file_shows_the_cli_message_and_server_survives(page, serve
     shown = page.locator("#fit-error").text_content()
     # the same message; only the folder the upload was saved in differs
     assert shown.replace("Error: ", "").split("bad.txt")[-1] == cli.split("bad.txt")[-1]
+    assert "jaxsim fit: error: bad.txt, line 3" in shown  # the file's name, not where it was saved
     # bad input: a fit without n0 says what is missing
     _upload(page, DATA)
     page.wait_for_selector("#fit-file-ok")

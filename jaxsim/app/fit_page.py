@@ -141,7 +141,7 @@ class FitJobs:
         job_id = uuid.uuid4().hex[:12]
         job = {"state": "running", "stage": "reading and preparing the data",
                "started": time.time(), "name": name, "options": options, "result": None,
-               "error": None, "finished": None}
+               "error": None, "finished": None, "path": str(path)}
         with self.lock:
             self.jobs[job_id] = job
         threading.Thread(target=self._run, args=(job, path, options), daemon=True,
@@ -243,11 +243,11 @@ def layout(files):
             {"label": " shift each peak to t = 0", "value": "shift"},
             {"label": " normalise each decay to its peak", "value": "normalise"}], value=[]),
         html.Button("Run fit", id="fit-run", className="btn primary"),
+        html.Div(id="fit-message"),
+        html.Div(id="fit-progress"),
     ])
     main = html.Div(className="main", children=[
         html.Div(className="panel", children=[
-            html.Div(id="fit-message"),
-            html.Div(id="fit-progress"),
             dcc.Graph(id="fit-graph", config={"displaylogo": False}, style={"height": "560px"},
                       figure=_empty("load a decay file to see it here")),
         ]),
@@ -487,6 +487,7 @@ def register(app, jobs: FitJobs, upload_dir: Path):
         except Exception as err:  # noqa: BLE001 (any unreadable file: say so, keep serving)
             msg = err if isinstance(err, (ParameterError, FileNotFoundError)) else \
                 f"{f['name']}: cannot read it as a decay file ({type(err).__name__}: {err})"
+            msg = str(msg).replace(f["path"], f["name"])
             return (error_box(f"jaxsim fit: error: {msg}", id_="fit-error"),
                     _empty("the file could not be read"), no_update)
         info = info_box([html.Strong(f["name"]), f": {ds.n_decays} decay(s), {ds.n_bins} bins of "
@@ -523,7 +524,8 @@ def register(app, jobs: FitJobs, upload_dir: Path):
                                     loss, background, irf, crop, rebin, starts, prep, unit, lay)
             prepare(f["path"], o)  # bad input answers at once, before a thread starts
         except (ParameterError, FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as err:
-            return no_update, True, error_box(f"jaxsim fit: error: {err}", id_="fit-error"), False
+            msg = str(err).replace(f["path"], f["name"])
+            return no_update, True, error_box(f"jaxsim fit: error: {msg}", id_="fit-error"), False
         job = jobs.start(f["path"], f["name"], o)
         return job, False, "", True
 
@@ -547,8 +549,8 @@ def register(app, jobs: FitJobs, upload_dir: Path):
                 html.Div(f"{job['stage']} — {elapsed:.0f} s", className="small")])
             return bar, False, no_update, no_update, True, True, True, no_update
         if job["state"] == "error":
-            return ("", True, "", no_update, False, True, True,
-                    error_box(job["error"], id_="fit-error"))
+            msg = job["error"].replace(job["path"], job["name"])
+            return ("", True, "", no_update, False, True, True, error_box(msg, id_="fit-error"))
         r = job["result"]
         done = html.Div(f"fit finished in {elapsed:.1f} s", id="fit-done", className="muted small")
         msg = "" if r.converged else error_box("the fit did not converge: the values are the "
