@@ -22,6 +22,7 @@ COMMANDS = {
     "protocol": ("jaxsim.cli.protocol", "slow ionic dynamics under an illumination protocol"),
     "sensitivity": ("jaxsim.cli.sensitivity", "Sobol indices of observables over parameter ranges"),
     "models": ("jaxsim.cli.models", "list the models (states, fluxes, parameters) as markdown"),
+    "app": ("jaxsim.cli.app", "local web app: browse sweeps, play with a model, fit decays"),
 }
 
 
