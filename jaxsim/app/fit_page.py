@@ -25,6 +25,7 @@ import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, dcc, html, no_update
 from plotly.subplots import make_subplots
 
+from jaxsim.app.stores import find_paths
 from jaxsim.app.ui import PALETTE, base_layout, error_box, fmt, info_box, unit_label
 from jaxsim.physics.errors import ParameterError
 
@@ -39,31 +40,9 @@ TIME_UNITS = ("ns", "ps", "us", "s")
 
 
 def find_data_files(folders, max_depth: int = 2) -> list[Path]:
-    out: list[Path] = []
-    for folder in folders:
-        folder = Path(folder)
-        if folder.is_file() and folder.suffix.lower() in DATA_SUFFIXES:
-            out.append(folder)
-            continue
-        if not folder.is_dir():
-            continue
-        frontier = [folder]
-        for _ in range(max_depth):
-            nxt = []
-            for d in frontier:
-                try:
-                    entries = sorted(d.iterdir())
-                except OSError:
-                    continue
-                for e in entries:
-                    if e.name.startswith(".") or e.suffix == ".zarr":
-                        continue
-                    if e.is_file() and e.suffix.lower() in DATA_SUFFIXES:
-                        out.append(e)
-                    elif e.is_dir():
-                        nxt.append(e)
-            frontier = nxt
-    return out
+    """Decay files (by suffix) under the given folders, or given directly."""
+    return find_paths(folders, lambda p: p.is_file() and p.suffix.lower() in DATA_SUFFIXES,
+                      max_depth)
 
 
 @dataclasses.dataclass

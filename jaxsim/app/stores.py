@@ -115,17 +115,17 @@ def is_store(path) -> bool:
     return p.is_dir() and (p / "zarr.json").is_file()
 
 
-def find_stores(folders, max_depth: int = 2) -> list[Path]:
-    """Zarr stores under the given folders (a store given directly counts too)."""
+def find_paths(folders, is_match, max_depth: int = 2) -> list[Path]:
+    """Paths under ``folders`` (or given directly) for which ``is_match(path)``, searched
+    ``max_depth`` folders deep; hidden entries and matched folders are not entered; each path
+    once."""
     found: list[Path] = []
     for folder in folders:
         folder = Path(folder)
-        if is_store(folder):
+        if is_match(folder):
             found.append(folder)
             continue
-        if not folder.is_dir():
-            continue
-        frontier = [folder]
+        frontier = [folder] if folder.is_dir() else []
         for _ in range(max_depth):
             nxt = []
             for d in frontier:
@@ -136,9 +136,9 @@ def find_stores(folders, max_depth: int = 2) -> list[Path]:
                 for e in entries:
                     if e.name.startswith("."):
                         continue
-                    if is_store(e):
+                    if is_match(e):
                         found.append(e)
-                    elif e.is_dir():
+                    elif e.is_dir() and e.suffix != ".zarr":
                         nxt.append(e)
             frontier = nxt
     seen, out = set(), []
@@ -148,6 +148,11 @@ def find_stores(folders, max_depth: int = 2) -> list[Path]:
             seen.add(r)
             out.append(p)
     return out
+
+
+def find_stores(folders, max_depth: int = 2) -> list[Path]:
+    """Zarr stores under the given folders (a store given directly counts too)."""
+    return find_paths(folders, is_store, max_depth)
 
 
 @dataclasses.dataclass
