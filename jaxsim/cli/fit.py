@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 
@@ -86,19 +85,33 @@ def register(subparsers) -> None:
     p.add_argument("--starts", type=int, default=8, help="starting points (one batch)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", default=None, metavar="NAME", help="also profile this parameter")
+    p.add_argument("--no-cache", action="store_true",
+                   help="do not use JAX's persistent compilation cache (default: on, in "
+                   "$JAXSIM_CACHE_DIR or ~/.cache/jaxsim/jax; JAXSIM_NO_CACHE=1 also turns it off)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    import time
     import warnings
 
     import numpy as np
 
+    t0 = time.perf_counter()
+
+    def say(msg):
+        if not args.quiet:
+            print(f"[{time.perf_counter() - t0:6.1f} s] {msg}", file=sys.stderr, flush=True)
+
+    say(f"reading {args.data}")
+
     from jaxsim import io as D
     from jaxsim.physics.errors import ParameterError
     from jaxsim.plots.fit import plot_fit
-    from jaxsim.studies.fit import FitWarning, fit, profile_likelihood, save_json
+    from jaxsim.studies.fit import (FitWarning, fit, profile_likelihood, save_json,
+                                   save_profile_json)
 
     scale = D.time_scale(args.time_unit)
     ds = D.read_decays(args.data, time_unit=args.time_unit, layout=args.layout)
@@ -127,8 +140,7 @@ def run(args) -> int:
         k, off = D.read_irf(args.irf, time_unit=args.time_unit, bin_width_s=ds.bin_width)
         ds = ds.with_irf(k, off, record=f"irf file {args.irf}")
     elif args.irf_fwhm:
-        k, off = D.gaussian_irf(args.irf_fwhm, ds.bin_width)
-        ds = ds.with_irf(k, off, record=f"irf gaussian fwhm={args.irf_fwhm!r} s")
+        ds = ds.with_gaussian_irf(args.irf_fwhm)
     bounds = {}
     for text in args.bounds:
         name, _, rng = text.partition("=")
@@ -143,17 +155,16 @@ def run(args) -> int:
         result = fit(args.model, ds, free=free, fixed=_pairs(args.fix, "--fix"),
                      init=_pairs(args.init, "--init"), bounds=bounds, loss=args.loss,
                      sigma=args.sigma, background=args.background, shift=args.shift,
-                     n_starts=args.starts, seed=args.seed)
+                     n_starts=args.starts, seed=args.seed, progress=say,
+                     cache=False if args.no_cache else None)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_json(result, out / "fit.json")
     if args.profile:
-        prof = profile_likelihood(result, args.profile)
-        with open(out / "profile.json", "w") as fh:
-            json.dump({"name": prof["name"], "values": prof["values"].tolist(),
-                       "delta": prof["delta"].tolist(), "interval95": prof["interval95"]}, fh,
-                      indent=2)
+        save_profile_json(profile_likelihood(result, args.profile), out / "profile.json")
+    if args.profile:
+        say(f"profiled {args.profile}")
     plot_fit(result, out / "fit.png")
     print(result.table())
-    print(f"wrote {out / 'fit.json'} and {out / 'fit.png'}", file=sys.stderr)
+    say(f"wrote {out / 'fit.json'} and {out / 'fit.png'}")
     return 0 if result.converged else 1
