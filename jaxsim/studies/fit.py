@@ -199,10 +199,11 @@ def _index_map(s: Structure) -> np.ndarray:
                      for k in range(s.n_decays)]).astype(np.int32)
 
 
-def _batch_eval(s: Structure, X, data, fixed, need_jac: bool = True):
+def _batch_eval(s: Structure, X, data, fixed, need_jac: bool = True, max_steps=None):
     """Loss (B,), gradient (B, n), Gauss-Newton matrix (B, n, n), mu (B, K, T) and status
-    (B, K) at the B points ``X`` (B, n). ``data``: y, mask (B, K, T); n0, bg, shift (B, K);
-    t_first; irf. Every start x decay is one lane of one batch-native solve."""
+    (B, K), and the solver's steps (B, K), at the B points ``X`` (B, n). ``data``: y, mask
+    (B, K, T); n0, bg, shift (B, K); t_first; irf. Every start x decay is one lane of one
+    batch-native solve; ``max_steps`` (run time) caps each lane's steps."""
     p, m, K = len(s.free), s.m, s.n_decays
     B = X.shape[0]
     NL = B * K
@@ -235,7 +236,9 @@ def _batch_eval(s: Structure, X, data, fixed, need_jac: bool = True):
         dirs = jnp.eye(p, dtype=X.dtype)
         dc = jax.vmap(lambda e: jax.jvp(coeffs, (theta,),
                                         (jnp.broadcast_to(e, theta.shape),))[1])(dirs)
-    F, pp, dp, status, _ = solve_nodes(s.model, c, s.layout.n_nodes, s.layout.h, s.config, dc)
+    F, pp, dp, status, steps = solve_nodes(s.model, c, s.layout.n_nodes, s.layout.h, s.config, dc,
+                                           max_steps=max_steps)
+    steps = jnp.reshape(steps, (B, K))
     if not need_jac:
         b = unit(F[0], pp[0], dp[0], shift)
         mu = amp[:, None] * b + bg[:, None]
@@ -243,7 +246,7 @@ def _batch_eval(s: Structure, X, data, fixed, need_jac: bool = True):
         L = jnp.sum(jnp.reshape(jnp.sum(lv, axis=1), (B, K)), axis=1)
         st = jnp.reshape(status, (B, K))
         ok = jnp.all(st == 0, axis=1) & jnp.isfinite(L)
-        return jnp.where(ok, L, jnp.inf), jnp.reshape(mu, (B, K, -1)), st
+        return jnp.where(ok, L, jnp.inf), jnp.reshape(mu, (B, K, -1)), st, steps
     # the binned curve is linear in the node data: tangents map through it row by row
     b_all = jax.vmap(lambda a, b_, c_: unit(a, b_, c_, shift))(F, pp, dp)  # (1 + P, NL, T)
     b, jb = b_all[0], b_all[1:]
@@ -271,7 +274,7 @@ def _batch_eval(s: Structure, X, data, fixed, need_jac: bool = True):
     A_loc = jnp.reshape(A_loc, (B, K) + A_loc.shape[1:])
     g = jax.vmap(lambda gl: jnp.zeros((n,), X.dtype).at[idx].add(gl))(g_loc)
     A = jax.vmap(lambda al: jnp.zeros((n, n), X.dtype).at[idx[:, :, None], idx[:, None, :]].add(al))(A_loc)
-    return L, g, A, jnp.reshape(mu, (B, K, -1)), st
+    return L, g, A, jnp.reshape(mu, (B, K, -1)), st, steps
 
 
 def _broadcast_data(data, B):
@@ -294,14 +297,15 @@ def _program(kind: str, s: Structure, batch: int, example_args, progress=None):
         return _PROGRAMS[key]
     if kind == "jac":  # one data set, shared by the B starts
         def fn(X, a):
-            return _batch_eval(s, X, _broadcast_data(a["data"], X.shape[0]), a["fixed"])
+            return _batch_eval(s, X, _broadcast_data(a["data"], X.shape[0]), a["fixed"],
+                               max_steps=a["max_steps"])
     elif kind == "loss":
         def fn(X, a):
             return _batch_eval(s, X, _broadcast_data(a["data"], X.shape[0]), a["fixed"],
-                               need_jac=False)
+                               need_jac=False, max_steps=a["max_steps"])
     elif kind == "jac_many":  # one data set per row
         def fn(X, a):
-            return _batch_eval(s, X, a["data"], a["fixed"])
+            return _batch_eval(s, X, a["data"], a["fixed"], max_steps=a["max_steps"])
     else:  # pragma: no cover
         raise KeyError(kind)
     X = jax.ShapeDtypeStruct((batch, s.n_x), jnp.float64)
@@ -327,32 +331,53 @@ def _program(kind: str, s: Structure, batch: int, example_args, progress=None):
 
 class _Evaluator:
     """Loss, gradient, Gauss-Newton matrix at a batch of points (padded to a fixed batch, so
-    one compile serves every call); failed solves give L = inf."""
+    one compile serves every call); failed solves give L = inf.
+
+    The solver's step limit is a run-time argument that adapts: twice the steps that the best
+    point of the last call needed (never below ``config.max_steps``, the default that makes a
+    stiff corner of the search range fail fast instead of holding up the batch), and raised
+    (up to 64 x) when every point of a call hits it."""
 
     def __init__(self, s: Structure, args, batch: int, progress=None, kind="jac"):
-        self.s, self.args, self.batch, self.kind = s, args, int(batch), kind
-        self.prog, self.info = _program(kind, s, self.batch, args, progress)
+        self.s, self.batch, self.kind = s, int(batch), kind
+        self.cap0 = int(s.config.max_steps)
+        self.cap = self.cap0
+        self.args = dict(args, max_steps=jnp.asarray(self.cap, jnp.int32))
+        self.prog, self.info = _program(kind, s, self.batch, self.args, progress)
         self.calls = 0
         self.time = 0.0
 
-    def __call__(self, X):
-        X = np.asarray(X, float)
+    def _run(self, X):
         n = X.shape[0]
         outs = []
-        t0 = time.perf_counter()
+        args = dict(self.args, max_steps=jnp.asarray(self.cap, jnp.int32))
         for i in range(0, n, self.batch):
             chunk = X[i:i + self.batch]
             pad = self.batch - chunk.shape[0]
             if pad:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-            res = self.prog(jnp.asarray(chunk), self.args)
+            res = self.prog(jnp.asarray(chunk), args)
             self.calls += 1
             outs.append([np.asarray(r)[: self.batch - pad] for r in res])
+        return [np.concatenate([o[j] for o in outs]) for j in range(len(outs[0]))]
+
+    def __call__(self, X):
+        X = np.asarray(X, float)
+        n = X.shape[0]
+        t0 = time.perf_counter()
+        while True:
+            L, G, A, mu, status, steps = self._run(X)
+            capped = np.all(np.any(status == 1, axis=1))  # 1: MAX_STEPS
+            if not capped or self.cap >= 64 * self.cap0:
+                break
+            self.cap *= 4
         self.time += time.perf_counter() - t0
-        L, G, A, mu, status = (np.concatenate([o[j] for o in outs]) for j in range(5))
         bad = (~np.isfinite(L) | ~np.all(np.isfinite(G), axis=1)
                | ~np.all(np.isfinite(A.reshape(n, -1)), axis=1))
         L = np.where(bad, np.inf, L)
+        if np.any(np.isfinite(L)):
+            need = int(np.max(steps[int(np.argmin(L))]))
+            self.cap = max(self.cap0, 2 * need)
         return L, G, A, mu, status
 
 
@@ -738,7 +763,8 @@ def build_problem(model, ds: DecaySet, *, free: Sequence[str], fixed: Mapping | 
     if config is None:
         # a step covers at most WINDOW nodes; a lane that needs many times more steps than
         # that is stiff (a corner of the search range): it fails fast and the optimiser steps
-        # back, instead of holding up the whole batch
+        # back, instead of holding up the whole batch (the limit then follows what the best
+        # point needs: _Evaluator)
         config = SolverConfig(max_steps=max(512, 6 * (lay.n_nodes // WINDOW + 1)))
     elif config.max_steps < lay.n_nodes // WINDOW + 16:
         raise ParameterError(f"config.max_steps = {config.max_steps}: expected at least "
@@ -784,6 +810,11 @@ def noise_from_scatter(resid, level, mask):
     scale = max(float(np.max(lv)), 1e-300)
     M = np.column_stack([np.ones_like(lv), lv / scale])
     coef, _ = nnls(M, d2)
+    for _ in range(2):  # weighted by 1 / var(d^2) ~ 1 / sigma^4 of the previous estimate
+        v = M @ coef
+        if not np.all(v > 0):
+            break
+        coef, _ = nnls(M / v[:, None], d2 / v)
     var = coef[0] + coef[1] * lev / scale
     top = float(np.max(var)) if var.size else 0.0
     if not top > 0 or not np.median(d2) > 1e-20 * max(float(np.max(lev)), 1e-300) ** 2:
@@ -1235,7 +1266,7 @@ def _finish(pr: Problem, res: _LMResult, sigma, ev: _Evaluator, hessian: str, ti
     for i, name in enumerate(s.free):
         source = "at its bound: none" if at_bound[i] else (
             "flat direction: none" if not np.isfinite(sd[i]) else
-            ("Fisher" if s.loss == "poisson" else "FD Hessian" if hessian == "fd"
+            ("FD Hessian" if hessian == "fd" else "Fisher" if s.loss == "poisson"
              else "GN, sigma given" if sigma is not None else "GN, s from residuals"))
         if s.log[i]:
             v = 10.0 ** x[i]
@@ -1419,9 +1450,10 @@ def fit_many(model, t, ys, n0, *, free, fixed=None, init=None, loss="lsq", bound
     base = pr.args["data"]
     data_all = {"y": ys[:, None, :], "mask": np.ones((n, 1, ys.shape[1])), "n0": n0[:, None],
                 "bg": np.zeros((n, 1)), "shift": np.zeros((n, 1))}
+    cap = jnp.asarray(int(s.config.max_steps), jnp.int32)
     example = {"data": {**{k: jnp.zeros((batch,) + v.shape[1:]) for k, v in data_all.items()},
                         "t_first": base["t_first"], "irf": base["irf"]},
-               "fixed": pr.args["fixed"]}
+               "fixed": pr.args["fixed"], "max_steps": cap}
     prog, _ = _program("jac_many", s, batch, example)
     Xo, Lo = np.empty_like(X), np.empty(n)
     for i in range(0, n, batch):
@@ -1435,12 +1467,12 @@ def fit_many(model, t, ys, n0, *, free, fixed=None, init=None, loss="lsq", bound
 
         chunk = {"data": {**{k: jnp.asarray(padded(v)) for k, v in data_all.items()},
                           "t_first": base["t_first"], "irf": base["irf"]},
-                 "fixed": pr.args["fixed"]}
+                 "fixed": pr.args["fixed"], "max_steps": cap}
 
         def ev(Xb, chunk=chunk):
             Xp = np.concatenate([Xb, np.repeat(Xb[-1:], pad, axis=0)]) if pad else Xb
             out = [np.asarray(r)[:m_] for r in prog(jnp.asarray(Xp), chunk)]
-            L, G, A, mu, st = out
+            L, G, A, mu, st, _ = out
             bad = ~np.isfinite(L) | ~np.all(np.isfinite(G), axis=1)
             return np.where(bad, np.inf, L), G, A, mu, st
 
