@@ -502,7 +502,7 @@ def run_benchmark(quick: bool = True, sizes: BenchSizes | None = None, *, seed: 
                   dtype: str = "both", log=print, fit_rows: bool | str = True) -> dict:
     """Run all rows and return the JSON-able report (see the module docstring).
 
-    ``fit_rows``: append :func:`jaxsim.bench_fit.fit_benchmark_rows` rows: True (default) for a
+    ``fit_rows``: append :func:`jaxsim.bench.fit.fit_benchmark_rows` rows: True (default) for a
     full run only (``quick`` skips them to stay under 2 minutes), ``"always"`` also when quick,
     False never."""
     import jax
@@ -549,8 +549,8 @@ def run_benchmark(quick: bool = True, sizes: BenchSizes | None = None, *, seed: 
     # 70 s CPU for fit_benchmark_rows(True)), so ``--quick`` leaves them out (it must finish
     # in under 2 minutes); fit_rows="always" runs them anyway
     if want_fit_rows(quick, fit_rows):
-        log("fit rows (jaxsim.bench_fit) ...")
-        results.extend(_fit_rows(quick))
+        log("fit rows (jaxsim.bench.fit) ...")
+        results.extend(_fit_rows(quick, log))
     report = {"machine": machine_info(), "device": str(jax.devices()[0]),
               "device_kind": jax.devices()[0].device_kind, "quick": quick, "seed": seed,
               "grid": {"model": "trap_detrap", "A": [1e5, 1e8], "D": [0, 1e8],
@@ -570,15 +570,10 @@ def want_fit_rows(quick: bool, fit_rows: bool | str) -> bool:
     return fit_rows == "always" or (fit_rows is True and not quick)
 
 
-def _fit_rows(quick: bool) -> list[dict]:
-    """Rows of the fitting benchmark, if ``jaxsim.bench_fit`` is installed."""
-    try:
-        mod = importlib.import_module("jaxsim.bench_fit")
-    except ModuleNotFoundError as err:
-        if err.name != "jaxsim.bench_fit":
-            raise
-        return []
-    return list(mod.fit_benchmark_rows(quick))
+def _fit_rows(quick: bool, log=print) -> list[dict]:
+    """Rows of the fitting benchmark (:mod:`jaxsim.bench.fit`)."""
+    mod = importlib.import_module("jaxsim.bench.fit")
+    return list(mod.fit_benchmark_rows(quick, log=log))
 
 
 def ratios(results: list[dict]) -> dict:
@@ -610,10 +605,11 @@ def format_table(report: dict) -> str:
                      f"{r['compile_s']:>9.2f} {r['max_rel_err']:>11.2e} {r['peak_rss_mb']:>11.0f}")
     if others:
         lines.append("")
-        lines.append("other rows (jaxsim.bench_fit):")
+        lines.append("other rows (jaxsim.bench.fit):")
         for r in others:
             rest = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                             for k, v in r.items() if k not in ("name", "output"))
+                             for k, v in r.items()
+                             if k not in ("name", "output") and not isinstance(v, (dict, list)))
             lines.append(f"  {r.get('name', '?')} / {r.get('output', '?')}: {rest}")
     lines.append("")
     for k, v in report.get("ratios", {}).items():

@@ -448,7 +448,7 @@ class _LMResult:
 
 def levenberg_marquardt(evaluate, X0, lo, hi, *, scale, frozen=None, max_iter: int = 100,
                         progress=None, label="LM", independent=None,
-                        give_up: float = 10.0, first=None) -> _LMResult:
+                        give_up: float = 10.0, first=None, extra: int = 12) -> _LMResult:
     """Batched, bounded Levenberg-Marquardt: every row of ``X0`` is one start.
 
     Rows are starts of one problem unless ``independent`` is True (``fit_many``, profiles:
@@ -470,7 +470,7 @@ def levenberg_marquardt(evaluate, X0, lo, hi, *, scale, frozen=None, max_iter: i
     if first is not None:
         L, G, A, mu, status = (np.array(a) for a in first)
     else:
-        L, G, A, mu, status = evaluate(X)
+        L, G, A, mu, status = (np.array(a) for a in evaluate(X))  # writable copies
     lam = np.full(B, 1e-3)
     nu = np.full(B, 2.0)
     active = np.isfinite(L)
@@ -492,7 +492,8 @@ def levenberg_marquardt(evaluate, X0, lo, hi, *, scale, frozen=None, max_iter: i
             # `give_up` standard deviations of the best point (the best's curvature) is in the
             # best's basin and would only get there: either way it stops
             # (the first only near the start's own minimum, where its quadratic model holds);
-            # the others get as many iterations again as the best one needed, plus 10
+            # the others get `extra` more iterations (the table says how many starts reached
+            # the best minimum)
             ib = int(np.argmin(np.where(conv, L, np.inf)))
             best = L[ib]
             if it_best is None:
@@ -504,7 +505,7 @@ def levenberg_marquardt(evaluate, X0, lo, hi, *, scale, frozen=None, max_iter: i
                     active[b] = False
                 elif dx @ A[ib] @ dx / max(scale(best), 1e-300) < give_up**2:
                     active[b], same[b] = False, True
-                elif it > 2 * it_best + 10:
+                elif it > it_best + extra:
                     active[b] = False
         if not active.any():
             break

@@ -175,8 +175,12 @@ def _stack_tangents(c: dict, dc: dict | None, P: int, lanes: int, dtype) -> dict
     out = {}
     for k, v in c.items():
         t = None if dc is None else dc.get(k)
-        out[k] = (jnp.zeros((P, lanes), dtype) if t is None
-                  else jnp.broadcast_to(jnp.asarray(t, dtype), (P, lanes)))
+        if t is None:
+            out[k] = jnp.zeros((P, lanes), dtype)
+            continue
+        t = jnp.asarray(t, dtype)
+        t = jnp.reshape(t, (P, 1)) if t.ndim == 1 else t  # a coefficient shared by all lanes
+        out[k] = jnp.broadcast_to(t, (P, lanes))
     return out
 
 
