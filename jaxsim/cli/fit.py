@@ -107,9 +107,17 @@ def run(args) -> int:
 
     say(f"reading {args.data}")
 
+    import importlib
+    import threading
+
+    # the figure's libraries load in a thread while the fit compiles (XLA releases the GIL)
+    plots = {}
+    loader = threading.Thread(target=lambda: plots.setdefault(
+        "mod", importlib.import_module("jaxsim.plots.fit")), daemon=True)
+    loader.start()
+
     from jaxsim import io as D
     from jaxsim.physics.errors import ParameterError
-    from jaxsim.plots.fit import plot_fit
     from jaxsim.studies.fit import (FitWarning, fit, profile_likelihood, save_json,
                                    save_profile_json)
 
@@ -164,7 +172,9 @@ def run(args) -> int:
         save_profile_json(profile_likelihood(result, args.profile), out / "profile.json")
     if args.profile:
         say(f"profiled {args.profile}")
-    plot_fit(result, out / "fit.png")
+    loader.join()
+    plot_fit = plots.get("mod") or importlib.import_module("jaxsim.plots.fit")
+    plot_fit.plot_fit(result, out / "fit.png")
     print(result.table())
     say(f"wrote {out / 'fit.json'} and {out / 'fit.png'}")
     return 0 if result.converged else 1
