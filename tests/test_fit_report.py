@@ -169,3 +169,17 @@ def test_persistent_cache_serves_a_new_process(tmp_path):
         hits.append(json.loads((out / "fit.json").read_text())["timings_s"]["cache_hit"])
     assert hits == [False, True]
     assert any((tmp_path / "cache").iterdir())
+
+
+def test_two_column_nnls_matches_scipy():
+    from scipy.optimize import nnls
+
+    from jaxsim.studies.fit import _nnls2
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        M = np.column_stack([np.ones(40), rng.uniform(0, 1, 40)])
+        b = M @ rng.normal(0, 1, 2) + rng.normal(0, 0.3, 40)
+        w = rng.uniform(0.5, 2, 40)
+        ref, _ = nnls(M * np.sqrt(w)[:, None], b * np.sqrt(w))
+        np.testing.assert_allclose(_nnls2(M, b, w), ref, atol=1e-10)

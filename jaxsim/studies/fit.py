@@ -85,6 +85,10 @@ MISFIT_REDUCED = 2.0
 MISFIT_RUNS_Z = -5.0
 
 
+#: the most Levenberg-Marquardt's damping falls after a successful step (Nielsen's rule: 1/3)
+LAMBDA_DOWN = 1 / 3
+
+
 #: Newton decrement (in units of the noise variance) below which the optimum is converged
 DECREMENT_TOL = 1e-4
 
@@ -530,7 +534,7 @@ def levenberg_marquardt(evaluate, X0, lo, hi, *, scale, frozen=None, max_iter: i
                 rho = (L[b] - Lt[b]) / pred[b] if pred[b] > 0 else 0.0
                 small = (L[b] - Lt[b]) <= 1e-14 * abs(L[b])
                 X[b], L[b], G[b], A[b], mu[b], status[b] = trial[b], Lt[b], Gt[b], At[b], mut[b], st[b]
-                lam[b] *= max(1 / 3, 1 - (2 * rho - 1) ** 3)
+                lam[b] *= max(LAMBDA_DOWN, 1 - (2 * rho - 1) ** 3)
                 lam[b] = max(lam[b], 1e-12)
                 nu[b] = 2.0
                 if small:
@@ -793,8 +797,6 @@ def noise_from_scatter(resid, level, mask):
     least squares) on :math:`[1, \mu_i]`: :math:`\sigma_i^2 = \alpha + \beta\mu_i` (constant
     noise plus shot noise). Returns ``sigma`` (K, T) or None when the data show no scatter.
     """
-    from scipy.optimize import nnls
-
     r = np.asarray(resid, float)
     lev = np.abs(np.asarray(level, float))
     m = np.asarray(mask) > 0
@@ -810,17 +812,39 @@ def noise_from_scatter(resid, level, mask):
         return None
     scale = max(float(np.max(lv)), 1e-300)
     M = np.column_stack([np.ones_like(lv), lv / scale])
-    coef, _ = nnls(M, d2)
+    coef = _nnls2(M, d2, np.ones_like(d2))
     for _ in range(2):  # weighted by 1 / var(d^2) ~ 1 / sigma^4 of the previous estimate
         v = M @ coef
         if not np.all(v > 0):
             break
-        coef, _ = nnls(M / v[:, None], d2 / v)
+        coef = _nnls2(M, d2, 1.0 / v**2)
     var = coef[0] + coef[1] * lev / scale
     top = float(np.max(var)) if var.size else 0.0
     if not top > 0 or not np.median(d2) > 1e-20 * max(float(np.max(lev)), 1e-300) ** 2:
         return None
     return np.sqrt(np.where(var > 1e-12 * top, var, np.nan))
+
+
+def _nnls2(M, b, w):
+    """Weighted least squares of b on the two columns of M with non-negative coefficients
+    (closed form: the unconstrained solution, else the better one-column fit)."""
+    Mw = M * w[:, None]
+    G = M.T @ Mw
+    r = Mw.T @ b
+    try:
+        c = np.linalg.solve(G, r)
+    except np.linalg.LinAlgError:
+        c = np.array([-1.0, -1.0])
+    if np.all(c >= 0):
+        return c
+    best, cost = np.zeros(2), np.inf
+    for j in (0, 1):
+        cj = max(r[j] / G[j, j], 0.0) if G[j, j] > 0 else 0.0
+        e = b - cj * M[:, j]
+        val = float(np.sum(w * e * e))
+        if val < cost:
+            best, cost = np.where(np.arange(2) == j, cj, 0.0), val
+    return best
 
 
 def runs_test(resid, mask) -> list[dict]:
