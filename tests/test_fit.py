@@ -1,6 +1,7 @@
-"""Inverse fitting: recovery from synthetic Poisson data (generated independently with SciPy
-Radau in float64 and NumPy convolution), uncertainties, profile likelihood, the CLI, and global
-fits of the shared PEARS and HZB data sets (slow)."""
+"""Inverse fitting: recovery from synthetic Poisson data (the independent generator of
+tests/tcspc_reference), uncertainties (Gauss-Newton, observed Hessian, profile likelihood), the
+command line (strict JSON, progress), one compile per problem shape, and global fits of the
+shared PEARS and HZB data sets."""
 
 from __future__ import annotations
 
@@ -10,23 +11,26 @@ import warnings
 
 import numpy as np
 import pytest
-from scipy.integrate import solve_ivp
 
 from jaxsim import io as D
 from jaxsim.physics.errors import ParameterError
+from jaxsim.studies import fit as F
 from jaxsim.studies.fit import FitWarning, build_problem, fit, profile_likelihood
+from tcspc_reference import FIXED, regime_mu
 
-SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# ../shared/data beside the clone (or beside a parent folder of it, for git worktrees)
+SHARED = next((p / "shared" / "data" for p in pathlib.Path(__file__).resolve().parents[1:]
+               if (p / "shared" / "data").is_dir()), pathlib.Path("../shared/data"))
 
 TRUTH = {"A": 2e7, "D": 5e6, "K1": 1e6}
-FIXED = {"B": 1e-10, "C": 1e-28}
 N0 = np.array([1e16, 1e17])
 W = 2e-9          # bin width, s
 T = 200           # bins (a 400 ns window: K1 = 1e6 s^-1 must act within it)
 FWHM = 3e-9       # Gaussian IRF
 PULSE = 20.7e-9   # pulse arrival, s
-AMP, BG = 8000.0, 4.0
+AMP, BG = 8000.0, 2.0  # a background of 2 counts per bin: close to its lower bound 0
 STARTS = 4
+INIT = {"A": 1e7, "D": 1e6, "K1": 1e5}
 
 
 def _need(path: pathlib.Path) -> pathlib.Path:
@@ -35,69 +39,29 @@ def _need(path: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def reference_counts(rng, truth=TRUTH, n0s=N0):
-    """Expected counts from a float64 Radau solve of trap_detrap, integrated over each bin
-    (Simpson, 32 panels per bin), convolved with the binned Gaussian IRF; Poisson draws."""
-    A, Dd, K1 = truth["A"], truth["D"], truth["K1"]
-    B, C = FIXED["B"], FIXED["C"]
-    irf, off = D.gaussian_irf(FWHM, W)
-    lags = np.arange(irf.size) + off
-    lo = int(lags.min()) - 1
-    mus = []
-    for n0 in n0s:
-        def rhs(t, y):
-            n, nd = y
-            return [-A * n - B * n * n - C * n**3 + Dd * nd, A * n - Dd * nd - K1 * nd]
-
-        t_end = (T + 2 - lo) * W
-        sol = solve_ivp(rhs, (0, t_end), [n0, 0.0], method="Radau", rtol=1e-10,
-                        atol=1e-10 * n0, dense_output=True)
-        # data bin i covers [iW, (i+1)W); mu_i = AMP * sum_l k_l b(bin i - lag_l) + BG
-        mu = np.zeros(T)
-        for i in range(T):
-            acc = 0.0
-            for l_, k in zip(lags, irf):
-                acc += k * _bin_value(sol, n0, (i - l_) * W)
-            mu[i] = AMP * acc + BG
-        mus.append(mu)
-    mu = np.asarray(mus)
-    return rng.poisson(mu).astype(float), mu
-
-
-def _bin_value(sol, n0, a):
-    """(1/W) * integral of PL/PL(0) over [a, a + W) for a pulse at PULSE (Simpson)."""
-    fine = a + np.linspace(0, 1, 33) * W
-    x = fine - PULSE
-    pl = np.where(x >= 0, (sol.sol(np.clip(x, 0, None))[0] / n0) ** 2, 0.0)
-    if a < PULSE < a + W:  # the pulse falls inside this bin: integrate from the pulse on
-        right = np.linspace(PULSE, a + W, 17)
-        pr = (sol.sol(right - PULSE)[0] / n0) ** 2
-        hr = (a + W - PULSE) / 16
-        return hr / 3 * (pr[0] + pr[-1] + 4 * pr[1:-1:2].sum() + 2 * pr[2:-1:2].sum()) / W
-    h = W / 32
-    return h / 3 * (pl[0] + pl[-1] + 4 * pl[1:-1:2].sum() + 2 * pl[2:-1:2].sum()) / W
-
-
 def make_dataset(counts):
     ds = D.from_arrays(np.arange(T) * W, counts, N0, time_unit="s", is_counts=True)
-    k, off = D.gaussian_irf(FWHM, ds.bin_width)
-    return ds.with_irf(k, off, record=f"irf gaussian fwhm={FWHM!r} s")
+    return ds.with_gaussian_irf(FWHM)
 
 
 def run_fit(ds, **kw):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)
-        return fit("trap_detrap", ds, free=("A", "D", "K1"), fixed=FIXED,
-                   init={"A": 1e7, "D": 1e6, "K1": 1e5}, n_starts=STARTS, adam_steps=100,
-                   lbfgs_steps=30, **kw)
+        return fit("trap_detrap", ds, free=("A", "D", "K1"), fixed=FIXED, init=INIT,
+                   n_starts=STARTS, **kw)
 
 
 @pytest.fixture(scope="module")
-def synthetic():
+def expected():
+    return regime_mu(TRUTH, N0, w=W, n_bins=T, pulse=PULSE, fwhm=FWHM, amp=AMP, bg=BG)
+
+
+@pytest.fixture(scope="module")
+def synthetic(expected):
     rng = np.random.default_rng(2024)
-    counts, mu = reference_counts(rng)
+    counts = rng.poisson(expected).astype(float)
     ds = make_dataset(counts)
-    return ds, mu, run_fit(ds)
+    return ds, expected, run_fit(ds)
 
 
 def test_recovers_A_D_K1_with_irf(synthetic):
@@ -106,20 +70,45 @@ def test_recovers_A_D_K1_with_irf(synthetic):
     for name, true in TRUTH.items():
         v, se = r.value(name), r.stderr(name)
         assert np.isfinite(se) and 0 < se < 0.1 * v, (name, v, se)
-        assert abs(v - true) < 3.5 * se, f"{name}: fit {v:.4g} +- {se:.2g}, truth {true:.4g}"
-    # per-decay nuisance parameters are recovered too
+        assert abs(v - true) < 3 * se, f"{name}: fit {v:.4g} +- {se:.2g}, truth {true:.4g}"
     for d in r.per_decay:
-        assert abs(d["shift"] - PULSE) < 4 * d["shift_stderr"] + 0.02 * W
+        assert abs(d["shift"] - PULSE) < 4 * d["shift_stderr"]
         assert d["amplitude"] == pytest.approx(AMP, rel=0.05)
-    # the fitted model matches the independent reference expectation
-    assert np.max(np.abs(r.mu - mu_ref) / np.sqrt(mu_ref)) < 1.0
-    # a good Poisson fit has deviance/dof ~ 1
-    assert 0.8 < r.reduced < 1.25
+    # the fitted expectation differs from the true one by the noise projected on the model's
+    # p = 9 unknowns: sum (mu_fit - mu)^2 / mu ~ chi2 with 9 dof (99.9 % quantile 27.9)
+    assert np.sum((r.mu - mu_ref) ** 2 / mu_ref) < 28
+    assert 0.8 < r.reduced < 1.25  # deviance/dof of a good Poisson fit
+    assert r.gof["adequate"] is True and r.gof["statistic"] == "deviance/dof"
+
+
+def test_small_background_is_not_at_its_bound(synthetic):
+    """A background of 2 counts (range 0 .. peak) is inside its range: it keeps its standard
+    error and its place in the covariance (it used to count as at the bound within 1e-4 of the
+    range, which made K1's standard error ~24 % too small)."""
+    _, _, r = synthetic
+    for d in r.per_decay:
+        assert not d.get("background_at_bound", False)
+        assert np.isfinite(d["background_stderr"]) and d["background_stderr"] > 0
+        assert abs(d["background"] - BG) < 4 * d["background_stderr"]
+    at_lo, at_hi = F._at_bound(np.array([2.0, 0.0, 1e-12, 5.0]), np.zeros(4), np.full(4, 2e4))
+    assert at_lo.tolist() == [False, True, False, False] and not at_hi.any()
+
+
+def test_observed_hessian_agrees_with_fisher(synthetic):
+    """hessian='fd' (central differences of the gradient, steps relative to each coordinate's
+    own size) and the Fisher information give the same errors at a good Poisson fit."""
+    ds, _, r = synthetic
+    rf = run_fit(ds, hessian="fd")
+    assert rf.params["A"]["stderr_source"] == "FD Hessian"
+    for name in TRUTH:
+        assert rf.stderr(name) == pytest.approx(r.stderr(name), rel=0.1), name
+    for a, b in zip(rf.per_decay, r.per_decay):
+        assert a["background_stderr"] == pytest.approx(b["background_stderr"], rel=0.1)
 
 
 def test_covariance_is_consistent_with_profile(synthetic):
     _, _, r = synthetic
-    prof = profile_likelihood(r, "D", n_points=STARTS * 2, span_sigmas=2.5)
+    prof = profile_likelihood(r, "D", n_points=8, span_sigmas=2.5)
     lo, hi = prof["interval95"]
     v, se = r.value("D"), r.stderr("D")
     assert lo is not None and hi is not None
@@ -131,7 +120,29 @@ def test_covariance_is_consistent_with_profile(synthetic):
     assert corr.shape == (3, 3) and np.allclose(np.diag(corr), 1.0)
 
 
-def test_cli_writes_json_and_png(synthetic, tmp_path, capsys):
+def test_second_fit_of_same_shape_compiles_nothing(synthetic, expected):
+    """One compiled program per problem shape: a new data set of the same shape (pulse a bin
+    later, other counts) reuses it."""
+    _, _, r = synthetic
+    n_programs = len(F._PROGRAMS)
+    rng = np.random.default_rng(5)
+    later = np.concatenate([expected[:, :1], expected[:, :-1]], axis=1)  # pulse 1 bin later
+    counts = rng.poisson(later).astype(float)
+    msgs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)
+        r2 = fit("trap_detrap", make_dataset(counts), free=("A", "D", "K1"), fixed=FIXED,
+                 init=INIT, n_starts=STARTS, progress=msgs.append)
+    assert len(F._PROGRAMS) == n_programs
+    assert not any(m.startswith("program") for m in msgs)
+    assert r2.timings["trace_s"] == r.timings["trace_s"]  # the stored program's own record
+    assert any(m.startswith("optimising") for m in msgs) and msgs[-1].startswith("done")
+    assert r2.converged
+    for d in r2.per_decay:
+        assert abs(d["shift"] - PULSE - W) < 4 * d["shift_stderr"]
+
+
+def test_cli_writes_strict_json_png_and_progress(synthetic, tmp_path, capsys):
     from jaxsim.cli import main
 
     ds, _, r = synthetic
@@ -143,16 +154,41 @@ def test_cli_writes_json_and_png(synthetic, tmp_path, capsys):
                "--init", "A=1e7,D=1e6,K1=1e5",
                "--irf-fwhm", repr(FWHM), "--time-unit", "s", "--starts", str(STARTS),
                "--out", str(out)])
-    assert rc == 0
-    js = json.loads((out / "fit.json").read_text())
-    assert js["model"] == "trap_detrap" and js["converged"] is True
-    assert set(js["params"]) >= {"A", "D", "K1", "B"}
-    assert js["params"]["A"]["value"] == pytest.approx(r.value("A"), rel=1e-3)
-    assert js["params"]["B"]["stderr"] is None
+    captured = capsys.readouterr()
+
+    def no_constants(c):
+        raise AssertionError(f"fit.json holds {c}, which is not JSON")
+
+    js = json.loads((out / "fit.json").read_text(), parse_constant=no_constants)
+    assert js["model"] == "trap_detrap" and js["optimizer_converged"] is True
+    assert js["converged"] is (rc == 0)
+    assert set(js["params"]) >= {"A", "D", "K1", "B", "C"}
+    assert js["params"]["A"]["value"] == pytest.approx(r.value("A"), rel=1e-4)
+    assert js["params"]["B"]["stderr"] is None and js["params"]["B"]["stderr_source"] == "fixed"
+    assert js["deviance_per_dof"] == pytest.approx(r.reduced, rel=1e-4)
+    assert js["model_describes_data"] is True and js["noise_source"] == "Poisson"
     assert js["n_starts"] == STARTS and len(js["correlation"]["matrix"]) == 3
     assert (out / "fit.png").stat().st_size > 10_000
-    table = capsys.readouterr().out
-    assert "A" in table and "stderr" in table
+    table = captured.out
+    assert "deviance/dof" in table and "stderr" in table and "Fisher" in table
+    progress = captured.err
+    for stage in ("reading", "fit trap_detrap", "optimising", "done", "wrote"):
+        assert stage in progress, (stage, progress)
+
+
+def test_parameter_at_its_bound_gets_null_not_nan(synthetic):
+    """A = 2e7 in the data, searched in 1e5 .. 1e7: it ends at its upper bound, drops out of
+    the covariance and its stderr is null in strict JSON (not NaN)."""
+    ds = synthetic[0]
+    with pytest.warns(FitWarning, match="A is at the bound"):
+        r = fit("trap_detrap", ds, free=("A", "D", "K1"), fixed=FIXED, init=INIT,
+                bounds={"A": (1e5, 1e7)}, n_starts=2)
+    a = r.params["A"]
+    assert a["stderr_source"].startswith("at its bound") and not np.isfinite(a["stderr"])
+    assert a["value"] == pytest.approx(1e7)
+    js = json.loads(json.dumps(r.to_json(), allow_nan=False))
+    assert js["params"]["A"]["stderr"] is None
+    assert np.isfinite(r.stderr("D")) and not r.converged  # and the fit misses the data
 
 
 def test_bad_requests_raise_before_compiling(synthetic):
@@ -170,100 +206,63 @@ def test_bad_requests_raise_before_compiling(synthetic):
         build_problem("trap_detrap", norm, free=("A",), loss="poisson")
     with pytest.raises(ParameterError, match="'D' = -1"):
         build_problem("trap_detrap", ds, free=("A",), fixed={"D": -1.0})
+    with pytest.raises(ParameterError, match="hessian"):
+        fit("trap_detrap", ds, free=("A",), hessian="exact")
+    with pytest.raises(ParameterError, match="sigma"):
+        fit("trap_detrap", ds, free=("A",), sigma=-1.0)
 
 
-# -- slow: calibration and real data ------------------------------------------------------------
-
-@pytest.mark.slow
-def test_two_sigma_coverage_is_about_95_percent():
-    """Over independent synthetic data sets, truth within +-2 sigma ~95 % of the time.
-    With 3 parameters x 30 data sets, the binomial 95 % range for p = 0.954 is ~0.90-0.99."""
-    rng = np.random.default_rng(7)
-    hits, total = 0, 0
-    for _ in range(30):
-        counts, _ = reference_counts(rng)
-        r = run_fit(make_dataset(counts))
-        if not r.converged:
-            continue
-        for name, true in TRUTH.items():
-            x, sx = r.params[name]["log10"], r.params[name]["log10_stderr"]
-            hits += abs(x - np.log10(true)) < 2 * sx
-            total += 1
-    assert total >= 75
-    assert 0.88 <= hits / total <= 1.0, (hits, total)
-
+# -- slow: the shared data sets ---------------------------------------------------------------
 
 PEARS_UPSTREAM = {  # Emmanuelpean/pears core/tests.py (fit3, BTD model, I and y0 per decay),
-    # converted from cm^3 ns^-1 to cm^3 s^-1
+    # converted from cm^3 ns^-1 to cm^3 s^-1; 4 significant digits
     "B": 2.594e-10, "k_T": 1.228e-7, "k_D": 8.357e-10, "p0": 5.978e13, "N_T": 5.986e13}
 
 
-@pytest.mark.slow
 def test_pears_btd_global_fit():
+    """The README's example: the table's defaults as the start, no --sigma. Values agree with
+    PEARS to 0.1 % (plus half a unit of PEARS's last printed digit); the noise estimated from
+    the residuals' scatter is the stated 0.010."""
     path = _need(SHARED / "pears" / "BTD_TRPL_processed.txt")
     ds = D.read_decays(path, [55e12, 164e12, 511e12, 1720e12, 4750e12], time_unit="ns")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)
-        # start a factor ~3 away from the published values
-        r = fit("btd", ds, free=("B", "k_T", "k_D", "N_T", "p0"), loss="lsq", sigma=0.010,
-                init={"B": 1e-9, "k_T": 4e-7, "k_D": 3e-10, "N_T": 2e14, "p0": 2e13},
-                n_starts=4, adam_steps=100, lbfgs_steps=30)
+        r = fit("btd", ds, free=("B", "k_T", "k_D", "N_T", "p0"), loss="lsq")
     assert r.converged, r.table()
-    assert 0.9 < r.reduced < 1.1  # stated noise 0.010
     for name, ref in PEARS_UPSTREAM.items():
-        v, se = r.value(name), r.stderr(name)
-        assert abs(v - ref) < max(3 * se, 0.03 * ref), (name, v, se, ref)
+        half_digit = 0.5e-3 * 10 ** np.floor(np.log10(ref))
+        assert abs(r.value(name) - ref) <= 1e-3 * ref + half_digit, (name, r.value(name), ref)
+    assert r.gof["noise"] == pytest.approx(0.010, rel=0.05)
+    assert 0.9 < r.reduced < 1.1
+    # every start is reported; the best is the minimum over them
+    assert len(r.start_losses) == 8 and r.loss == pytest.approx(min(r.start_losses))
+    assert 1 <= r.n_at_best <= 8 and r.to_json()["starts_at_best"] == r.n_at_best
 
 
 @pytest.mark.slow
 def test_grossmann_poisson_global_fit():
     """Raw counts of a GaAs/AlGaAs reference at 5 powers. Decays slow down with power (trap
     filling), which the btd model captures; it is not the sample's true model (deviance/dof
-    ~1e2 rather than 1), so this checks convergence, the Poisson MLE's count balance, bounded
-    residuals and the identifiability warning for the doping p0, which these data cannot see."""
+    ~1e2 rather than 1), so the fit must say so: the optimiser converges, the Poisson MLE's
+    count balance holds, but ``converged`` is False because the model misses the data."""
     path = _need(SHARED / "grossmann_trpl" / "sample1.csv")
     ds = D.read_decays(path)
     power = np.asarray(ds.meta["power_W"])
-    # n0 proportional to the laser power (absolute scale unknown: 1e15 cm^-3 per uW)
     ds = D.rebin(ds.with_n0(power * 1e21), 8)
-    with pytest.warns(FitWarning, match="p0"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FitWarning)
         r = fit("btd", ds, free=("B", "k_T", "k_D", "N_T", "p0"), loss="poisson",
                 background="fixed", bounds={"B": (1e-15, 1e-7)},
                 init={"B": 1e-10, "k_T": 1.6e-8, "k_D": 1e-10, "N_T": 1e16, "p0": 1e16},
-                n_starts=8, adam_steps=200, lbfgs_steps=60, spread=1.5)
-    assert r.converged, r.table()
+                n_starts=8, spread=1.5)
+    assert r.optimizer_converged, r.table()
     assert np.all(r.status == 0)
-    assert r.reduced < 300
+    assert r.gof["adequate"] is False and not r.converged
+    assert any("does not describe" in str(w.message) for w in caught)
+    assert 2 < r.reduced < 300
     # at the Poisson MLE the score of each free log-amplitude vanishes:
     # sum_i (mu_i - bg)(1 - y_i/mu_i) = 0, here within 0.1 of its standard deviation
     bg = np.array([d["background"] for d in r.per_decay])[:, None]
     sig = r.mu - bg
     score = np.sum(sig * (1 - ds.y / r.mu), axis=1)
     assert np.all(np.abs(score) < 0.1 * np.sqrt(np.sum(sig**2 / r.mu, axis=1)))
-    res = (ds.y - r.mu) / np.sqrt(np.clip(r.mu, 1, None))
-    assert np.all(np.sqrt(np.mean(res**2, axis=1)) < 20)
-    # the trap density is well determined by where the decays slow down
-    assert r.stderr("N_T") < 0.05 * r.value("N_T")
-
-
-@pytest.mark.slow
-def test_autodiff_hessian_matches_finite_difference(synthetic):
-    from jaxsim.studies.fit import _Batched, _finish
-
-    ds, _, r = synthetic
-    vg = _Batched(r.problem.structure, r.problem.args, STARTS)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FitWarning)
-        ra = _finish(r.problem, r.x, STARTS, [r.loss], None, vg, hessian="autodiff")
-    for name in TRUTH:
-        assert ra.stderr(name) == pytest.approx(r.stderr(name), rel=0.02)
-
-
-@pytest.mark.slow
-def test_warns_when_auger_share_is_negligible(synthetic):
-    ds = synthetic[0]
-    with pytest.warns(FitWarning, match="C "):
-        r = fit("trap_detrap", ds, free=("A", "D", "K1", "C"), fixed={"B": 1e-10},
-                init={"A": 1e7, "D": 1e6, "K1": 1e5, "C": 1e-29}, n_starts=STARTS,
-                adam_steps=100, lbfgs_steps=30)
-    assert any(w.startswith("C ") for w in r.warnings)

@@ -550,7 +550,7 @@ def run_benchmark(quick: bool = True, sizes: BenchSizes | None = None, *, seed: 
     # in under 2 minutes); fit_rows="always" runs them anyway
     if want_fit_rows(quick, fit_rows):
         log("fit rows (jaxsim.bench.fit) ...")
-        results.extend(_fit_rows(quick))
+        results.extend(_fit_rows(quick, log))
     report = {"machine": machine_info(), "device": str(jax.devices()[0]),
               "device_kind": jax.devices()[0].device_kind, "quick": quick, "seed": seed,
               "grid": {"model": "trap_detrap", "A": [1e5, 1e8], "D": [0, 1e8],
@@ -570,15 +570,10 @@ def want_fit_rows(quick: bool, fit_rows: bool | str) -> bool:
     return fit_rows == "always" or (fit_rows is True and not quick)
 
 
-def _fit_rows(quick: bool) -> list[dict]:
-    """Rows of the fitting benchmark, if ``jaxsim.bench.fit`` is installed."""
-    try:
-        mod = importlib.import_module("jaxsim.bench.fit")
-    except ModuleNotFoundError as err:
-        if err.name != "jaxsim.bench.fit":
-            raise
-        return []
-    return list(mod.fit_benchmark_rows(quick))
+def _fit_rows(quick: bool, log=print) -> list[dict]:
+    """Rows of the fitting benchmark (:mod:`jaxsim.bench.fit`)."""
+    mod = importlib.import_module("jaxsim.bench.fit")
+    return list(mod.fit_benchmark_rows(quick, log=log))
 
 
 def ratios(results: list[dict]) -> dict:
@@ -613,7 +608,8 @@ def format_table(report: dict) -> str:
         lines.append("other rows (jaxsim.bench.fit):")
         for r in others:
             rest = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                             for k, v in r.items() if k not in ("name", "output"))
+                             for k, v in r.items()
+                             if k not in ("name", "output") and not isinstance(v, (dict, list)))
             lines.append(f"  {r.get('name', '?')} / {r.get('output', '?')}: {rest}")
     lines.append("")
     for k, v in report.get("ratios", {}).items():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import pathlib
 import sys
 
@@ -133,6 +132,10 @@ def register(subparsers) -> None:
     p.add_argument("--profile", default=None, metavar="NAME",
                    help="also profile the loss over this free parameter, with a 95 %% interval, "
                    "into DIR/profile.json (default: no profile)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="do not use JAX's persistent compilation cache (default: on, in "
+                   "$JAXSIM_CACHE_DIR or ~/.cache/jaxsim/jax; JAXSIM_NO_CACHE=1 also turns it off)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr (default: progress on)")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output folder, created if missing (required): DIR/fit.json, "
                    "DIR/fit.png")
@@ -174,14 +177,32 @@ def _crop(text: str, ds, time_unit: str = "s"):
 
 
 def run(args) -> int:
+    import time
     import warnings
 
     import numpy as np
 
+    t0 = time.perf_counter()
+
+    def say(msg):
+        if not args.quiet:
+            print(f"[{time.perf_counter() - t0:6.1f} s] {msg}", file=sys.stderr, flush=True)
+
+    say(f"reading {args.data}")
+
+    import importlib
+    import threading
+
+    # the figure's libraries load in a thread while the fit compiles (XLA releases the GIL)
+    plots = {}
+    loader = threading.Thread(target=lambda: plots.setdefault(
+        "mod", importlib.import_module("jaxsim.plots.fit")), daemon=True)
+    loader.start()
+
     from jaxsim import io as D
     from jaxsim.physics.errors import ParameterError
-    from jaxsim.plots.fit import plot_fit
-    from jaxsim.studies.fit import FitWarning, fit, profile_likelihood, save_json
+    from jaxsim.studies.fit import (FitWarning, fit, profile_likelihood, save_json,
+                                   save_profile_json)
 
     D.time_scale(args.time_unit)  # an unknown unit is refused before reading
     ds = D.read_decays(args.data, time_unit=args.time_unit, layout=args.layout)
@@ -214,8 +235,7 @@ def run(args) -> int:
         fwhm = parse_time(args.irf_fwhm, "--irf-fwhm")
         if not fwhm > 0:
             raise ParameterError(f"--irf-fwhm = {args.irf_fwhm!r}: expected a width > 0")
-        k, off = D.gaussian_irf(fwhm, ds.bin_width)
-        ds = ds.with_irf(k, off, record=f"irf gaussian fwhm={fwhm!r} s")
+        ds = ds.with_gaussian_irf(fwhm)
     bounds = {}
     for text in args.bounds:
         name, _, rng = text.partition("=")
@@ -230,17 +250,18 @@ def run(args) -> int:
         result = fit(args.model, ds, free=free, fixed=_pairs(args.fix, "--fix"),
                      init=_pairs(args.init, "--init"), bounds=bounds, loss=args.loss,
                      sigma=args.sigma, background=args.background, shift=args.shift,
-                     n_starts=args.starts, seed=args.seed)
+                     n_starts=args.starts, seed=args.seed, progress=say,
+                     cache=False if args.no_cache else None)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_json(result, out / "fit.json")
     if args.profile:
-        prof = profile_likelihood(result, args.profile)
-        with open(out / "profile.json", "w") as fh:
-            json.dump({"name": prof["name"], "values": prof["values"].tolist(),
-                       "delta": prof["delta"].tolist(), "interval95": prof["interval95"]}, fh,
-                      indent=2)
-    plot_fit(result, out / "fit.png")
+        save_profile_json(profile_likelihood(result, args.profile), out / "profile.json")
+    if args.profile:
+        say(f"profiled {args.profile}")
+    loader.join()
+    plot_fit = plots.get("mod") or importlib.import_module("jaxsim.plots.fit")
+    plot_fit.plot_fit(result, out / "fit.png")
     print(result.table())
-    print(f"wrote {out / 'fit.json'} and {out / 'fit.png'}", file=sys.stderr)
+    say(f"wrote {out / 'fit.json'} and {out / 'fit.png'}")
     return 0 if result.converged else 1

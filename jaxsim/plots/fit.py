@@ -13,11 +13,20 @@ import numpy as np  # noqa: E402
 
 def residuals(result) -> np.ndarray:
     """Normalised residuals (K, T): Pearson (y - mu)/sqrt(mu) for Poisson, (y - mu)/s for least
-    squares (s the fitted noise), log(y/mu)/s for log least squares; NaN on masked bins."""
+    squares (s the given noise, or the per-point noise estimated from the residuals' scatter,
+    or their rms), log(y/mu)/s for log least squares; NaN on masked bins."""
     ds = result.problem.ds
     y, mu, mask = np.asarray(ds.y, float), np.asarray(result.mu, float), np.asarray(ds.mask)
     dof = max(result.n_data - result.n_free, 1)
-    s = np.sqrt(2 * result.loss / dof) if result.loss_kind != "poisson" else 1.0
+    gof = getattr(result, "gof", {}) or {}
+    if result.loss_kind == "poisson":
+        s = 1.0
+    elif gof.get("noise_sd") is not None and result.loss_kind == "lsq":
+        s = gof["noise_sd"]  # per point, from the residuals' scatter
+    elif gof.get("noise") and result.loss_kind == "lsq":
+        s = gof["noise"]  # the given noise
+    else:
+        s = np.sqrt(2 * result.loss / dof)
     with np.errstate(divide="ignore", invalid="ignore"):
         if result.loss_kind == "poisson":
             r = (y - mu) / np.sqrt(np.clip(mu, 1e-12, None))
@@ -49,7 +58,10 @@ def plot_fit(result, out) -> pathlib.Path:
     ax.set_ylabel("counts per bin" if ds.is_counts else "normalised PL")
     free = ", ".join(f"{n} = {result.params[n]['value']:.3g}" for n in result.free)
     red = "deviance/dof" if result.loss_kind == "poisson" else "reduced chi2"
-    ax.set_title(f"{result.model}: {free}\n{result.loss_kind} loss, {red} = {result.reduced:.3g}",
+    red_v = f"{result.reduced:.3g}" if result.reduced is not None else "n/a"
+    gof = getattr(result, "gof", {}) or {}
+    verdict = {False: "; model does NOT describe the data", True: "", None: ""}[gof.get("adequate")]
+    ax.set_title(f"{result.model}: {free}\n{result.loss_kind} loss, {red} = {red_v}{verdict}",
                  fontsize=9)
     ax.legend(fontsize=7)
     axr.axhline(0, color="k", lw=0.8)

@@ -112,7 +112,17 @@ class DecaySet(eqx.Module):
             raise DataError(f"irf: expected a 1-D non-negative curve with a positive sum, got "
                             f"shape {k.shape}")
         pre = self.preprocessing + ((record,) if record else ())
-        return self.replace(irf=k / k.sum(), irf_offset=int(offset), preprocessing=pre)
+        meta = {key: v for key, v in self.meta.items() if key != "irf_fwhm_s"}
+        return self.replace(irf=k / k.sum(), irf_offset=int(offset), preprocessing=pre, meta=meta)
+
+    def with_gaussian_irf(self, fwhm_s: float, *, record: str | None = None) -> "DecaySet":
+        """A copy with a Gaussian instrument response of the given FWHM (s): the fit's forward
+        model then convolves with the exact Gaussian and integrates over the bins
+        (:mod:`jaxsim.studies.instrument`); ``irf`` holds its bin-integrated kernel for
+        display and for code that wants a discrete kernel."""
+        k, off = gaussian_irf(fwhm_s, self.bin_width)
+        ds = self.with_irf(k, off, record=record or f"irf gaussian fwhm={float(fwhm_s)!r} s")
+        return ds.replace(meta={**ds.meta, "irf_fwhm_s": float(fwhm_s)})
 
     def with_n0(self, n0) -> "DecaySet":
         return self.replace(n0=_check_n0(n0, self.n_decays, self.source))
