@@ -204,7 +204,7 @@ def test_model_page_updates_when_a_slider_moves(page, server):
         page.keyboard.press("ArrowRight")  # A up by 0.2 decades
     page.wait_for_function(
         "(b) => { const e = document.querySelector('#model-plqy span[data-value]');"
-        " return e && parseFloat(e.dataset.value) !== b; }", arg=before)
+        " return e && parseFloat(e.dataset.value) !== b; }", arg=before, timeout=180_000)
     after = float(page.locator("#model-plqy span").get_attribute("data-value"))
     assert after < before  # faster trapping, less light
     assert "computed in" in page.locator("#model-timing").text_content()
@@ -259,7 +259,7 @@ def test_fit_page_bad_file_shows_the_cli_message_and_server_survives(page, serve
     bad.write_text("time counts\n1 2 3\nfoo bar\n")
     assert main(["fit", str(bad), "--n0", "1e16", "--free", "A", "--out",
                  str(tmp_path / "out")]) == 2
-    cli = capsys.readouterr().err.strip()
+    cli = capsys.readouterr().err.strip().splitlines()[-1]  # the error, after progress lines
     assert cli.startswith("jaxsim fit: error:")
     page.goto(server["url"] + "/fit")
     _upload(page, bad)

@@ -112,9 +112,11 @@ def test_any_command_ctrl_c_one_line_130(monkeypatch, capsys, command, target):
 
     monkeypatch.setattr(target, boom)
     assert main(command) == 130
-    captured = capsys.readouterr()
-    assert captured.err == (f"jaxsim {command[0]}: interrupted before it finished; rerun the "
-                            "same command to start again\n")
+    err = capsys.readouterr().err
+    # one line, after any progress lines, and no traceback
+    assert err.splitlines()[-1] == (f"jaxsim {command[0]}: interrupted before it finished; "
+                                    "rerun the same command to start again")
+    assert "Traceback" not in err and all(line.startswith("[") for line in err.splitlines()[:-1])
 
 
 CHILD = textwrap.dedent("""
