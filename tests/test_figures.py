@@ -467,3 +467,64 @@ def test_real_fig1_and_fig4(tmp_path):
     assert_nothing_clipped(fig)
     assert_sane_png(save(fig, tmp_path, "fig1"))
     plt.close(fig)
+
+
+def _cielab(colors) -> np.ndarray:
+    """CIE L*a*b* (D65) of matplotlib colours: distances are perceived colour differences."""
+    from matplotlib.colors import to_rgb
+
+    c = np.array([to_rgb(x) for x in colors])
+    c = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    m = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+    xyz = c @ m.T / np.array([0.9505, 1.0, 1.089])
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+    return np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], 1)
+
+
+def _fake_fit_result(loss_kind="lsq"):
+    """What the fit figure reads of a FitResult: 3 decays, the first 20 bins cropped out."""
+    from types import SimpleNamespace
+
+    from jaxsim.studies.decays import from_arrays
+
+    t = np.arange(200) * 1e-9
+    n0 = np.array([1e15, 3e15, 1e16, 3e16, 1e17])
+    mu = np.exp(-t[None, :] / np.array([50e-9, 30e-9, 15e-9, 10e-9, 5e-9])[:, None])
+    rng = np.random.default_rng(0)
+    y = mu * (1 + 0.05 * rng.standard_normal(mu.shape))
+    ds = from_arrays(t, y, n0, time_unit="s")
+    mask = np.ones_like(y)
+    mask[:, :20] = 0.0
+    ds = ds.__class__(**{**{f: getattr(ds, f) for f in ds.__dataclass_fields__}, "mask": mask})
+    params = {"A": {"value": 2.0e7, "stderr": 3.1e5, "unit": "s^-1"},
+              "k_T": {"value": 1.228e-7, "stderr": 2.45e-9, "unit": "cm^3 s^-1"}}
+    return SimpleNamespace(problem=SimpleNamespace(ds=ds), mu=mu, loss_kind=loss_kind, n_data=540,
+                           n_free=2, gof={"adequate": True, "noise": 0.05}, loss=1.0,
+                           params=params, free=("A", "k_T"), model="trap_detrap", reduced=1.01)
+
+
+def test_fit_figure(tmp_path):
+    """Model drawn only over the fitted bins, distinct colours, errors in the title, labelled
+    residuals, legend clear of the data, nothing clipped."""
+    from jaxsim.plots.fit import fit_figure, plot_fit
+
+    r = _fake_fit_result()
+    fig = fit_figure(r)
+    ax, axr = fig.axes
+    models = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-"]
+    assert len(models) == 5
+    for ln in models:
+        y = np.asarray(ln.get_ydata(), float)
+        assert np.isnan(y[:20]).all() and np.isfinite(y[20:]).all()
+    lab = _cielab([ln.get_color() for ln in models])
+    pairs = [np.linalg.norm(lab[i] - lab[j]) for i in range(5) for j in range(i + 1, 5)]
+    assert min(pairs) > 25, f"two decay colours too alike (CIE dE {min(pairs):.0f})"
+    white = np.linalg.norm(lab - _cielab(["white"]), axis=1)
+    assert white.min() > 40, f"a decay colour too faint on white (CIE dE {white.min():.0f})"
+    title = ax.get_title()
+    assert "±" in title and "(2.000 ± 0.031)" in title and "k$_\\mathrm{T}$" in title, title
+    assert "(ns)" in axr.get_xlabel() and "σ" in axr.get_ylabel()
+    assert_legends_clear(fig)
+    assert_nothing_clipped(fig)
+    plt.close(fig)
+    assert_sane_png(plot_fit(r, tmp_path / "fit.png"))

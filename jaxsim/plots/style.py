@@ -124,6 +124,10 @@ def symbol(name: str) -> str:
         return PARAM_WORDS[name][1]
     if name in VAR_WORDS and VAR_WORDS[name][1]:
         return VAR_WORDS[name][1]
+    # a model's own parameter: k_T -> k$_\mathrm{T}$, p0 -> p$_0$
+    m = re.fullmatch(r"([A-Za-z]+)_([A-Za-z0-9]+)", name) or re.fullmatch(r"([A-Za-z])([0-9]+)", name)
+    if m:
+        return f"{m.group(1)}$_\\mathrm{{{m.group(2)}}}$"
     return name
 
 
