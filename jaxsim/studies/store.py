@@ -177,7 +177,12 @@ class Store:
         a, b = self.chunk_bounds(k)
         n = b - a
         raw = self.group["raw"]
-        for name, (dtype, _) in _var_layout(self.spec).items():
+        flags = set(self.spec.window_flags())
+        for name, (dtype, tail) in _var_layout(self.spec).items():
+            if name in flags and name not in outputs:
+                # a custom chunk function (chunk_fn=) without the window flags: not computed
+                raw[name][a:b] = np.full((n, *tail), _fill(name, dtype), dtype=dtype)
+                continue
             v = np.asarray(outputs[name][:n])
             if _is_code(name) and v.dtype.kind == "f":  # failed points: NaN -> not computed
                 v = np.where(np.isfinite(v), v, -1)
