@@ -74,7 +74,7 @@ def test_threshold_marks_exactly_the_biased_points(single_exponential):
 def test_reference_solve_gives_the_same_tail():
     """The physical-unit path (Solution from the reference solve) against exp(-A t1)."""
     a = np.array([5e5, 3e6])
-    sol = solve("effective", dict(A=a, B=1e-30, C=0.0, D=0.0, n0=1e15),
+    sol = solve("effective", {"A": a, "B": 1e-30, "C": 0.0, "D": 0.0, "n0": 1e15},
                 np.linspace(0, T1, 5), rtol=1e-10, atol=1e-14)
     s = summaries(sol, ["window_tail_n", "window_tail_pl"])
     np.testing.assert_allclose(np.asarray(s["window_tail_n"]), np.exp(-a * T1), rtol=1e-6)
@@ -84,7 +84,7 @@ def test_reference_solve_gives_the_same_tail():
 
 def test_a_signal_that_stops_falling_is_window_limited():
     # CW generation: n tends to a steady state, the first moment is set by the window
-    sol = solve("effective", dict(A=1e7, B=1e-10, C=0.0, D=0.0, n0=1e15, G=1e22),
+    sol = solve("effective", {"A": 1e7, "B": 1e-10, "C": 0.0, "D": 0.0, "n0": 1e15, "G": 1e22},
                 np.linspace(0, T1, 5), rtol=1e-10, atol=1e-14)
     tail = float(summaries(sol, ["window_tail_n"])["window_tail_n"])
     assert tail > 0.99
@@ -104,7 +104,7 @@ def test_biexp_flag_bits_on_exact_two_exponentials():
 
 # the jump reproduced (issue 14): effective, t1 = 5 us, D = 0, nearly one exponential of
 # 114 us; the fitted tau_avg_n jumps 107.5 -> 123.1 -> 126.9 -> 102.0 us along n0 with status 0
-JUMP = dict(A=8.8e3, B=3.94e-12, C=5.26e-30, D=0.0)
+JUMP = {"A": 8.8e3, "B": 3.94e-12, "C": 5.26e-30, "D": 0.0}
 JUMP_N0 = np.geomspace(1e14, 1e18, 49)[5:12]
 
 
@@ -176,8 +176,8 @@ def test_plot_hatches_window_limited_cells(jump_store, tmp_path):
                if isinstance(c, PatchCollection) and c.get_hatch() == HATCH]
     assert len(hatched) == 1 and len(hatched[0].get_paths()) == JUMP_N0.size  # row A = 8.8e3
     texts = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert texts == ["window-limited: biexp_flag_n != 0 (fit's long time constant beyond the "
-                     "window, or ill-conditioned fit)"]
+    assert texts == [("window-limited: biexp_flag_n != 0 (fit's long time constant beyond "
+                      "the window, or ill-conditioned fit)")]
     assert ax.get_legend().legend_handles[0].get_hatch() == HATCH
     # a variable without a flag gets no hatching
     fig = plot_store(jump_store, x="n0", y="A", var="status", out=tmp_path / "s.png")

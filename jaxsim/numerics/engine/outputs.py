@@ -8,9 +8,9 @@ import numpy as np
 
 from jaxsim import observables
 from jaxsim.numerics.config import NON_FINITE, SUCCESS
+from jaxsim.numerics.problem import ScaledProblem
 from jaxsim.numerics.reference import Solution
 from jaxsim.observables.lifetimes import window_tail
-from jaxsim.numerics.problem import ScaledProblem
 from jaxsim.physics.model import pl_scale
 from jaxsim.physics.parameters import Params
 
