@@ -87,8 +87,9 @@ def test_python_constructor_equals_toml():
 
 def test_bytes_estimate():
     spec = parse_sweep_spec(BASE)
-    # 2 float64 summaries + int8 status + int32 steps + int64 index
-    assert spec.bytes_per_point() == 2 * 8 + 1 + 4 + 8
+    # 2 float64 summaries + window_tail_pl (beside tau_mean_pl) + int8 status + int32 steps
+    # + int64 index
+    assert spec.bytes_per_point() == 3 * 8 + 1 + 4 + 8
 
 
 def test_shipped_specs_parse():

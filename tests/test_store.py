@@ -134,11 +134,11 @@ def test_not_a_store(tmp_path, spec):
 
 
 def test_disk_check_estimates_bytes(tmp_path, spec):
-    assert spec.estimated_bytes() == 60 * (2 * 8 + 300 * 8 + 1 + 4 + 8)  # summaries, curve, ...
+    assert spec.estimated_bytes() == 60 * (3 * 8 + 300 * 8 + 1 + 4 + 8)  # summaries + window_tail_pl, curve, ...
     store_mod.check_disk(spec, tmp_path / "s.zarr")
     big = parse_sweep_spec(SPEC.replace("[1e15, 1e18, 5]", "[1e15, 1e18, 2000000]").replace(
         "[1e5, 1e8, 4]", "[1e5, 1e8, 3000000]"))
-    assert big.estimated_bytes() == 3000000 * 3 * 2000000 * (2 * 8 + 300 * 8 + 13)
+    assert big.estimated_bytes() == 3000000 * 3 * 2000000 * (3 * 8 + 300 * 8 + 13)
     with pytest.raises(StoreError, match=r"would need about .* GB .* free"):
         create_store(tmp_path / "big.zarr", big, None)
     assert not (tmp_path / "big.zarr").exists()

@@ -12,6 +12,8 @@ examples:
   jaxsim sweep default --out out/part.zarr --limit-points 20000   # stop early; rerun to finish
   srun jaxsim sweep sweeps/gpu_large.toml --out /scratch/large.zarr --distributed
 
+At the end it prints, per lifetime summary, how many points its window flag marks
+("N of M points window-limited in tau_mean_pl (window_tail_pl > 0.00154): lengthen t1").
 Ctrl-C stops after the chunks already written ("interrupted after N of M chunks"); the same
 command resumes. The store opens with xarray.open_zarr(STORE) once complete
 (jaxsim.studies.store.open_sweep reads unfinished stores too). Times in a spec (t1, curve
@@ -101,7 +103,20 @@ def run(args) -> int:
     print(f"[process {pid}/{count}] {res.points_run:,} points in {res.chunks_run} chunks, "
           f"{res.seconds:.1f} s ({rate}); {res.failed_points} failed; store {res.path}: {state}",
           file=sys.stderr)
+    if pid == 0 and res.complete:
+        print_window_counts(args.out)
     return 0
+
+
+def print_window_counts(out) -> None:
+    """One line per lifetime summary whose window flag marks some points (docs/sweep.md,
+    "Window-limited lifetimes")."""
+    from jaxsim.studies.sweep import window_limited_counts
+
+    for c in window_limited_counts(out):
+        if c.limited:
+            print(f"{c.limited:,} of {c.points:,} points window-limited in {c.summary} "
+                  f"({c.where}): lengthen t1 (docs/sweep.md)", file=sys.stderr)
 
 
 def interrupted_message(spec, out, overwrite: bool = False) -> str:

@@ -39,6 +39,56 @@ FIT_BATCH = 256
 
 E_INV = float(np.exp(-1.0))
 
+#: relative bias of a lifetime that marks it window-limited (1 %)
+WINDOW_BIAS = 0.01
+
+
+def first_moment_bias(f):
+    r"""Relative bias of the first moment of a single exponential truncated at :math:`t_1`,
+    as a function of the fraction :math:`f = e^{-t_1/\tau}` of its area still left at
+    :math:`t_1`: :math:`\tau_{[0,t_1]}/\tau - 1 = \ln f \cdot f/(1 - f)` (negative: the window
+    cuts the tail, so the lifetime comes out short)."""
+    f = np.asarray(f, dtype=float)
+    return np.log(f) * f / (1.0 - f)
+
+
+def _tail_limit(bias: float) -> float:
+    """The fraction left at which :func:`first_moment_bias` reaches ``-bias`` (bisection in
+    log f: the bias grows monotonically with f)."""
+    lo, hi = 1e-300, 0.5
+    for _ in range(200):
+        mid = (lo * hi) ** 0.5
+        lo, hi = (lo, mid) if -first_moment_bias(mid) > bias else (mid, hi)
+    return float(lo)
+
+
+#: a first-moment lifetime whose window tail (:func:`window_tail`) exceeds this is window-limited:
+#: for a single exponential its bias is then beyond WINDOW_BIAS (f = 1.54e-3, t1 = 6.47 tau)
+WINDOW_TAIL_LIMIT = _tail_limit(WINDOW_BIAS)
+
+#: longest tail a final state may extrapolate to, in windows: bounds the estimate where the
+#: signal no longer falls (a steady state under CW bias: the tail is then ~1, window-limited)
+#: or its slope is at the solver's noise floor
+TAIL_WINDOWS = 1e3
+
+
+def window_tail(integral, level, slope, t1):
+    r"""Estimated fraction of :math:`\int_0^\infty I\,dt` that falls after the window's end
+    :math:`t_1`, from what the window gives: :math:`\int_0^{t_1} I\,dt` (``integral``),
+    :math:`I(t_1)` (``level``) and :math:`dI/dt(t_1)` (``slope``).
+
+    The tail is extrapolated as one exponential at the final log-slope,
+    :math:`\int_{t_1}^\infty I\,dt \approx I(t_1)^2 / (-I'(t_1))`, its time constant capped
+    at ``TAIL_WINDOWS`` windows (a signal that stops falling counts as left almost whole).
+    Exact for a single exponential: :math:`e^{-t_1/\tau}`. In [0, 1]; batch-shaped.
+    """
+    level = jnp.maximum(level, 0.0)
+    tau_cap = TAIL_WINDOWS * t1
+    rate = jnp.maximum(-slope, level / tau_cap)
+    tail = jnp.where(level > 0, level * level / jnp.where(level > 0, rate, 1.0), 0.0)
+    total = jnp.maximum(integral, 0.0) + tail
+    return jnp.clip(jnp.where(total > 0, tail / jnp.where(total > 0, total, 1.0), 0.0), 0.0, 1.0)
+
 
 class BiexpFit(NamedTuple):
     """Result of :func:`biexp_fit` (``tau1 <= tau2``; times in the units of ``t``)."""
@@ -49,6 +99,8 @@ class BiexpFit(NamedTuple):
     tau2: jax.Array
     tau_avg: jax.Array
     rss: jax.Array
+    flag: jax.Array = 0  # FIT_* bits: 0 a trustworthy tau_avg (see fit_flag)
+    condition: jax.Array = 0.0  # relative condition number of tau_avg (see fit_flag)
 
 
 def _amplitudes(phi, y, w):
@@ -154,20 +206,84 @@ def biexp_fit(t, y, weights=None, *, iterations: int = 40, grid: int = 24) -> Bi
         lam = jnp.clip(lam, 1e-12, 1e12)
         return p, rss, lam
 
-    p, rss, _ = jax.lax.fori_loop(0, iterations, lm_step,
-                                  (p0, rss_of(p0), jnp.asarray(1e-2, dtype)))
-    p = jnp.sort(p)
-    a = _amplitudes(_basis(ts, p), ys, sw**2)
-    taus = jnp.exp(p)
-    num = jnp.sum(a * taus**2)
-    den = jnp.sum(a * taus)
-    tau_avg = num / den
-    ok = jnp.isfinite(tau_avg) & (den > 0) & (tau_avg > 0)
-    tau_avg = jnp.where(ok, tau_avg, tau_single)
+    p, rss, lam = jax.lax.fori_loop(0, iterations, lm_step,
+                                    (p0, rss_of(p0), jnp.asarray(1e-2, dtype)))
+
+    def solution(p):
+        p = jnp.sort(p)
+        a = _amplitudes(_basis(ts, p), ys, sw**2)
+        taus = jnp.exp(p)
+        den = jnp.sum(a * taus)
+        tau_avg = jnp.sum(a * taus**2) / den
+        ok = jnp.isfinite(tau_avg) & (den > 0) & (tau_avg > 0)
+        return a, taus, jnp.where(ok, tau_avg, tau_single), ok
+
+    a, taus, tau_avg, ok = solution(p)
+    # converged? a quarter more steps must not move tau_avg (else its value depends on where
+    # the iteration stopped: the jumps of a flat valley); only the flag uses them
+    p_more, _, _ = jax.lax.fori_loop(0, max(iterations // 4, 1), lm_step, (p, rss, lam))
+    moved = jnp.abs(solution(p_more)[2] - tau_avg) > WINDOW_BIAS * tau_avg
+    flag, kappa = fit_flag(ts, ys, sw, a, taus, ~ok | moved)
     # amplitudes refer to exp(-t/tau), i.e. the value at t = 0 (not at the window start)
     amp = a * ys_scale
     return BiexpFit(a1=amp[0], tau1=taus[0] * span, a2=amp[1], tau2=taus[1] * span,
-                    tau_avg=tau_avg * span, rss=rss * ys_scale**2)
+                    tau_avg=tau_avg * span, rss=rss * ys_scale**2, flag=flag, condition=kappa)
+
+
+#: :attr:`BiexpFit.flag` bits
+FIT_OK, FIT_WINDOW, FIT_ILL_CONDITIONED = 0, 1, 2
+#: a fit whose tau_avg moves by more than this many times a relative change of its data
+#: (RMS) is ill-conditioned: at 1e4, data right to 1e-6 (the solver's rtol) pin tau_avg to
+#: 1 % (measured: docs/sweep.md, "Window-limited lifetimes")
+CONDITION_LIMIT = 1e4
+FIT_FLAG_MEANING = ("two-exponential fit flag, bits: 1 a component carrying > 1 % of tau_avg "
+                    "has a time constant longer than the fit window (tau_avg extrapolates "
+                    "beyond the data), 2 ill-conditioned (tau_avg moves by > 1e4 x a relative "
+                    "change of the data, a negative amplitude carries > 1 % of the area, the fit "
+                    "had not converged (more iterations move tau_avg by > 1 %), or no "
+                    "two-exponential fit: a single exponential was used); 0 trustworthy")
+
+
+def fit_flag(ts, ys, sw, a, taus, fallback):
+    r"""Why a two-exponential ``tau_avg`` cannot be trusted, as :data:`FIT_WINDOW` |
+    :data:`FIT_ILL_CONDITIONED` bits, and its relative condition number :math:`\kappa`.
+
+    In the fit's scaled units (window of length 1, data of peak 1). ``FIT_WINDOW``: a component
+    whose share of :math:`\sum a\tau^2` exceeds :data:`WINDOW_BIAS` has :math:`\tau > 1` (the
+    window). :math:`\kappa`: the largest relative change of ``tau_avg`` per relative (weighted
+    RMS) change of the data, by linearising the four-parameter model at the fit,
+    :math:`\kappa^2 = g^T (J^T W J)^+ g\,\|W^{1/2} y\|^2` with :math:`g = \nabla\ln\tau_\mathrm{avg}`
+    (pseudo-inverse: directions the data cannot see, such as how two equal time constants
+    split an amplitude, do not move ``tau_avg`` and do not count). ``FIT_ILL_CONDITIONED``:
+    :math:`\kappa >` :data:`CONDITION_LIMIT`, a negative amplitude with more than
+    :data:`WINDOW_BIAS` of :math:`\sum |a\tau|`, or ``fallback`` (no two-exponential fit,
+    or one that more iterations move by more than :data:`WINDOW_BIAS`).
+    """
+    dtype = ys.dtype
+    num_i = a * taus**2
+    den_i = a * taus
+    num, den = jnp.sum(num_i), jnp.sum(den_i)
+    share = num_i / jnp.maximum(jnp.sum(jnp.abs(num_i)), jnp.finfo(dtype).tiny)
+    window = jnp.any((taus > 1.0) & (share > WINDOW_BIAS))
+    negative = jnp.any((a < 0) & (jnp.abs(den_i) > WINDOW_BIAS * jnp.sum(jnp.abs(den_i))))
+    # Jacobian of sum a_i exp(-t/tau_i) in (a_1, a_2, ln tau_1, ln tau_2), weighted
+    e = jnp.exp(-ts[:, None] / taus[None, :])
+    jac = sw[:, None] * jnp.concatenate([e, a[None, :] * (ts[:, None] / taus[None, :]) * e],
+                                        axis=1)
+    safe_num = jnp.where(num != 0, num, 1.0)
+    safe_den = jnp.where(den != 0, den, 1.0)
+    g = jnp.concatenate([taus**2 / safe_num - taus / safe_den,
+                         a * (2 * taus**2 / safe_num - taus / safe_den)])
+    m = jac.T @ jac
+    scale = jnp.sqrt(jnp.diag(m)) + jnp.finfo(dtype).tiny
+    lam, u = jnp.linalg.eigh(m / (scale[:, None] * scale[None, :]))
+    keep = lam > jnp.max(lam) * (1e3 * jnp.finfo(dtype).eps)
+    proj = u.T @ (g / scale)
+    kappa2 = jnp.sum(jnp.where(keep, proj**2 / jnp.where(keep, lam, 1.0), 0.0))
+    kappa = jnp.sqrt(kappa2 * jnp.sum((sw * ys) ** 2))
+    ill = negative | fallback | ~(kappa <= CONDITION_LIMIT)
+    flag = jnp.where(window, FIT_WINDOW, 0) | jnp.where(ill, FIT_ILL_CONDITIONED, 0)
+    return flag.astype(jnp.int32), kappa
 
 
 def window_weights(t, window=None):
@@ -230,9 +346,18 @@ def normalised(y):
 biexp_fit_batch = jax.jit(jax.vmap(biexp_fit, in_axes=(None, 0, None)))
 
 
-def _vmap_fit(t, curves, w):
+def _vmap_fit(t, curves, w, *, with_flag=False):
     """``tau_avg`` of each curve (leading axes any), ``FIT_BATCH`` curves at a time so a sweep
-    chunk's fits take a bounded amount of memory whatever its size."""
+    chunk's fits take a bounded amount of memory whatever its size; with ``with_flag``,
+    ``(tau_avg, flag)`` (:func:`fit_flag`)."""
     flat = jnp.reshape(curves, (-1, curves.shape[-1]))
-    tau = jax.lax.map(lambda y: biexp_fit(t, y, w).tau_avg, flat, batch_size=FIT_BATCH)
-    return jnp.reshape(tau, curves.shape[:-1])
+    if not with_flag:
+        tau = jax.lax.map(lambda y: biexp_fit(t, y, w).tau_avg, flat, batch_size=FIT_BATCH)
+        return jnp.reshape(tau, curves.shape[:-1])
+
+    def one(y):
+        fit = biexp_fit(t, y, w)
+        return fit.tau_avg, fit.flag
+
+    tau, flag = jax.lax.map(one, flat, batch_size=FIT_BATCH)
+    return jnp.reshape(tau, curves.shape[:-1]), jnp.reshape(flag, curves.shape[:-1])

@@ -9,10 +9,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsim.observables.lifetimes import (
+    FIT_FLAG_MEANING,
+    WINDOW_BIAS,
+    WINDOW_TAIL_LIMIT,
     _vmap_fit,
     diffusion_length,
     normalised,
     tau_1e,
+    window_tail,
     window_weights,
 )
 from jaxsim.physics.errors import ParameterError
@@ -26,8 +30,10 @@ class Summary(NamedTuple):
     ``integrands``: the integrals (names of :data:`jaxsim.numerics.problem.MOMENTS` or of the
     model's fluxes) it needs carried with the solve; ``curve``: the saved curve it is read from
     (``"n"``, the free carriers, or ``"pl"``), None for an integral summary; ``reduce(d)``: the
-    value from a :class:`DecayData` (batch-shaped). The engine, the reference solve and pulse
-    trains all go through these, so a new observable is one entry here.
+    value from a :class:`DecayData` (batch-shaped); ``flag``: the summary that says when the
+    window [0, t1] makes this one untrustworthy (:data:`WINDOW_FLAGS`), stored beside it.
+    The engine, the reference solve and pulse trains all go through these, so a new
+    observable is one entry here.
     """
 
     unit: str
@@ -36,27 +42,57 @@ class Summary(NamedTuple):
     integrands: tuple = ()
     curve: str | None = None
     reduce: object = None
+    flag: str | None = None
 
 
 class DecayData:
     """What a summary reduces: a solution's integrals, final states and saved curves, with the
     two-exponential fits computed once per curve."""
 
-    def __init__(self, solution, diffusion_coefficient, window):
+    def __init__(self, solution, diffusion_coefficient, window, names=()):
         self.solution = solution
         self.integrals = solution.integrals
         self.diffusion_coefficient = diffusion_coefficient
         self.t = jnp.asarray(solution.t)
         self.weights = window_weights(self.t, window)
         self._fits = {}
+        # fits whose flag is asked are run with the (costlier) flag checks
+        self._flagged = {w for w in ("n", "pl") if f"biexp_flag_{w}" in names}
 
     def curve(self, which):
         return self.solution.n if which == "n" else self.solution.pl
 
-    def tau_avg(self, which):
+    def _fit(self, which):
         if which not in self._fits:
-            self._fits[which] = _vmap_fit(self.t, normalised(self.curve(which)), self.weights)
+            y = normalised(self.curve(which))
+            if which in self._flagged:
+                self._fits[which] = _vmap_fit(self.t, y, self.weights, with_flag=True)
+            else:
+                self._fits[which] = (_vmap_fit(self.t, y, self.weights), None)
         return self._fits[which]
+
+    def tau_avg(self, which):
+        return self._fit(which)[0]
+
+    def fit_flag(self, which):
+        return self._fit(which)[1]
+
+    def window_end(self):
+        sol = self.solution
+        return sol.t[-1] if sol.window_end is None else sol.window_end
+
+    def tail(self, which):
+        """:func:`window_tail` of PL (``"pl"``) or of the free carriers (``"n"``), from the
+        final state, the model's right-hand side there and the window's integral."""
+        sol = self.solution
+        model = sol.model
+        values = broadcast(sol.params).values
+        y = tuple(sol.final[s] for s in model.state_names)
+        free = model.state_names.index(model.free_state.name)
+        signal = ((lambda y: model.physical_pl(values, y)) if which == "pl"
+                  else (lambda y: y[free]))
+        level, slope = jax.jvp(signal, (y,), (tuple(model.physical_rhs(values, y)),))
+        return window_tail(self.integrals[which], level, slope, self.window_end())
 
     def carriers_in(self):
         return carriers_in(self.solution)
@@ -66,16 +102,30 @@ def _moment(which):
     return lambda d: d.integrals[f"t_{which}"] / d.integrals[which]
 
 
+_TAIL = ("estimated fraction of int_0^inf {0} dt still to come after t1 (one exponential at "
+         "the final log-slope of {0}, from the final state); a first moment of {0} is "
+         "window-limited above {1:.3g} (its bias then exceeds {2:.0%})")
+
 #: the summaries every model has; each model adds its shares (:func:`share_summaries`)
 SUMMARIES: dict[str, Summary] = {
     "tau_avg_n": Summary("s", "two-exponential fit of n(t)/n(0): sum(a tau^2)/sum(a tau)", True,
-                         curve="n", reduce=lambda d: d.tau_avg("n")),
+                         curve="n", reduce=lambda d: d.tau_avg("n"), flag="biexp_flag_n"),
     "tau_avg_pl": Summary("s", "two-exponential fit of PL(t)/PL(0): sum(a tau^2)/sum(a tau)",
-                          True, curve="pl", reduce=lambda d: d.tau_avg("pl")),
+                          True, curve="pl", reduce=lambda d: d.tau_avg("pl"),
+                          flag="biexp_flag_pl"),
     "tau_mean_n": Summary("s", "first moment int t n dt / int n dt over [0, t1] (no fit)", False,
-                          integrands=("n", "t_n"), reduce=_moment("n")),
+                          integrands=("n", "t_n"), reduce=_moment("n"), flag="window_tail_n"),
     "tau_mean_pl": Summary("s", "first moment int t PL dt / int PL dt over [0, t1] (no fit)",
-                           False, integrands=("pl", "t_pl"), reduce=_moment("pl")),
+                           False, integrands=("pl", "t_pl"), reduce=_moment("pl"),
+                           flag="window_tail_pl"),
+    "window_tail_n": Summary("1", _TAIL.format("n", WINDOW_TAIL_LIMIT, WINDOW_BIAS), False,
+                             integrands=("n",), reduce=lambda d: d.tail("n")),
+    "window_tail_pl": Summary("1", _TAIL.format("PL", WINDOW_TAIL_LIMIT, WINDOW_BIAS), False,
+                              integrands=("pl",), reduce=lambda d: d.tail("pl")),
+    "biexp_flag_n": Summary("1", FIT_FLAG_MEANING + " (fit of n(t)/n(0))", True, curve="n",
+                            reduce=lambda d: d.fit_flag("n")),
+    "biexp_flag_pl": Summary("1", FIT_FLAG_MEANING + " (fit of PL(t)/PL(0))", True,
+                             curve="pl", reduce=lambda d: d.fit_flag("pl")),
     "tau_1e_n": Summary("s", "time at which n(t)/n(0) first falls to 1/e (inf: not in window)",
                         True, curve="n", reduce=lambda d: tau_1e(d.t, d.curve("n"))),
     "tau_1e_pl": Summary("s", "time at which PL(t)/PL(0) first falls to 1/e (inf: not in window)",
@@ -86,8 +136,37 @@ SUMMARIES: dict[str, Summary] = {
                              integrands=("pl",), reduce=lambda d: d.integrals["pl"]),
     "diffusion_length": Summary(
         "cm", "sqrt(D_c tau_avg_n), D_c = diffusion_coefficient", True, curve="n",
-        reduce=lambda d: diffusion_length(d.tau_avg("n"), d.diffusion_coefficient)),
+        reduce=lambda d: diffusion_length(d.tau_avg("n"), d.diffusion_coefficient),
+        flag="biexp_flag_n"),
 }
+
+#: flag summaries and when each marks its lifetimes window-limited (see :func:`window_limited`)
+WINDOW_FLAGS = {
+    "window_tail_n": f"window_tail_n > {WINDOW_TAIL_LIMIT:.3g}",
+    "window_tail_pl": f"window_tail_pl > {WINDOW_TAIL_LIMIT:.3g}",
+    "biexp_flag_n": "biexp_flag_n != 0",
+    "biexp_flag_pl": "biexp_flag_pl != 0",
+}
+
+
+def window_flags(model, names) -> tuple[str, ...]:
+    """The flags (:data:`WINDOW_FLAGS`) the summaries ``names`` need stored beside them and
+    that ``names`` does not already hold, each once, in order."""
+    table = summary_table(model)
+    flags = (table[n].flag for n in names if n in table and table[n].flag)
+    return tuple(f for f in dict.fromkeys(flags) if f not in names)
+
+
+def window_limited(flag: str, values):
+    """Boolean mask of the points a flag's values mark window-limited (numpy; a point not
+    computed, NaN or a negative code, is not marked)."""
+    values = np.asarray(values)
+    if flag.startswith("window_tail"):
+        return np.asarray(values > WINDOW_TAIL_LIMIT)  # NaN compares False
+    if flag.startswith("biexp_flag"):
+        return np.asarray(np.isfinite(values) & (values > 0))
+    raise ParameterError(f"flag {flag!r} is not a window flag: expected one of "
+                         f"{', '.join(WINDOW_FLAGS)}")
 
 
 SHARE_REMAINING = "share_remaining"
@@ -160,7 +239,8 @@ def _param(solution, name, shape):
     return jnp.broadcast_to(values[name], shape)
 
 
-PL_SHAPE_SUMMARIES = ("tau_avg_pl", "tau_mean_pl", "tau_1e_pl")
+PL_SHAPE_SUMMARIES = ("tau_avg_pl", "tau_mean_pl", "tau_1e_pl", "window_tail_pl",
+                      "biexp_flag_pl")
 
 
 def _check_pl_defined(solution, names) -> None:
@@ -219,5 +299,5 @@ def summaries(solution, names, diffusion_coefficient=0.017, *, window=None) -> d
             "in cm^2/s")
     _check_pl_defined(solution, names)
     table = summary_table(solution.model)
-    data = DecayData(solution, diffusion_coefficient, window)
+    data = DecayData(solution, diffusion_coefficient, window, names)
     return {name: table[name].reduce(data) for name in names}

@@ -121,7 +121,9 @@ def plot_store(path, *, x: str, var: str, y: str | None = None,
     colour scale (y scale of a line) is logarithmic when the values are positive and span a
     decade or more for times, lengths and densities, two decades for anything else
     (``log_color`` forces it either way); a log colour bar has at least four labelled ticks
-    where its range allows. Returns the matplotlib Figure.
+    where its range allows. Points that the variable's window flag (its ``window_flag``
+    attribute) marks window-limited are hatched on a heatmap and crossed on a line, with a
+    legend entry naming the threshold. Returns the matplotlib Figure.
     """
     import matplotlib
 
@@ -154,8 +156,14 @@ def plot_store(path, *, x: str, var: str, y: str | None = None,
     finite = vals[np.isfinite(vals)]
     use_log = log_color if log_color is not None else wants_log(finite, shown)
     use_log = bool(use_log and finite.size and np.all(finite > 0))
+    limited, limited_label = _window_limited(ds, var, x, y, at)
     if y is None:
         ax.plot(xs, vals, "o-", ms=3)
+        if limited is not None and limited.any():
+            ax.plot(xs[limited], vals[limited], "x", color="0.15", ms=7, mew=1.5,
+                    label=limited_label)
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8,
+                      frameon=False)
         ax.set_ylabel(label)
         if use_log:
             ax.set_yscale("log")
@@ -168,6 +176,9 @@ def plot_store(path, *, x: str, var: str, y: str | None = None,
         cb = fig.colorbar(mesh, ax=ax, label=label)
         if use_log:
             format_log_colorbar(cb, float(finite.min()), float(finite.max()))
+        if limited is not None and limited.any():
+            _hatch(ax, _edges(xs, _scale(ds, x)), _edges(ys, _scale(ds, y)), limited,
+                   limited_label)
         _setaxis(ax, "y", _scale(ds, y), ys)
         ax.set_ylabel(_label(ds, y))
     _setaxis(ax, "x", _scale(ds, x), xs)
@@ -180,6 +191,37 @@ def plot_store(path, *, x: str, var: str, y: str | None = None,
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=120)
     return fig
+
+
+HATCH = "///"
+
+
+def _window_limited(ds, var, x, y, at):
+    """Mask of the plotted points that ``var``'s window flag marks window-limited (same
+    slice), and the legend text; ``(None, "")`` for a variable without a flag."""
+    from jaxsim.observables.summaries import window_limited
+
+    flag = ds[var].attrs.get("window_flag")
+    if not flag or flag not in ds.data_vars:
+        return None, ""
+    da, _ = select(ds, x, y, flag, at)
+    where = ds[var].attrs.get("window_limited_where", flag)
+    why = ("first moment biased by > 1 %" if flag.startswith("window_tail")
+           else "fit's long time constant beyond the window, or ill-conditioned fit")
+    return window_limited(flag, da.values), f"window-limited: {where} ({why})"
+
+
+def _hatch(ax, xe, ye, mask, label):
+    """Hatch the cells of ``mask`` (rows y, columns x) over a heatmap, with a legend entry."""
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import Patch, Rectangle
+
+    cells = [Rectangle((xe[j], ye[i]), xe[j + 1] - xe[j], ye[i + 1] - ye[i])
+             for i, j in zip(*np.nonzero(mask))]
+    ax.add_collection(PatchCollection(cells, facecolor="none", edgecolor="0.1",
+                                      linewidth=0.0, hatch=HATCH, label=label))
+    ax.legend(handles=[Patch(facecolor="white", edgecolor="0.1", hatch=HATCH, label=label)],
+              loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8, frameon=False)
 
 
 def _edges(v: np.ndarray, scale: str) -> np.ndarray:

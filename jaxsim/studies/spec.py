@@ -259,18 +259,25 @@ class SweepSpec:
 
     def output_names(self) -> tuple[str, ...]:
         """Every per-point variable the sweep writes (besides status and num_steps)."""
-        names = list(self.summaries)
+        names = list(self.summaries) + list(self.window_flags())
         if self.has_rep_rate and CARRIER_ACCUMULATION not in names:
             names.append(CARRIER_ACCUMULATION)
         names += [f"curve_{v}" for v in self.curve_vars]
         names += [f"d_{s}_d_log_{p}" for s in self.summaries for p in self.sensitivities]
         return tuple(names)
 
+    def window_flags(self) -> tuple[str, ...]:
+        """Flags stored beside the lifetime summaries asked for, saying where the window
+        [0, t1] cuts them (:func:`jaxsim.observables.summaries.window_flags`)."""
+        from jaxsim.observables.summaries import window_flags
+
+        return window_flags(self.model, self.summaries)
+
     def bytes_per_point(self) -> int:
         """Uncompressed bytes stored per grid point (an upper bound for the store's size)."""
         item = 4 if self.dtype == "float32" else 8
         n_t = 0 if self.curve_ts is None else len(self.curve_ts)
-        n_scalar = len(self.summaries) * (1 + len(self.sensitivities))
+        n_scalar = len(self.summaries) * (1 + len(self.sensitivities)) + len(self.window_flags())
         if self.has_rep_rate and CARRIER_ACCUMULATION not in self.summaries:
             n_scalar += 1
         return item * (n_scalar + len(self.curve_vars) * n_t) + 1 + 4 + 8  # status, steps, index

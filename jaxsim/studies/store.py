@@ -71,7 +71,7 @@ def _open(path, mode="r+"):
 
 def variable_attrs(spec: SweepSpec, name: str) -> dict:
     """Units and meaning of a stored variable."""
-    from jaxsim.observables.summaries import curve_units, summary_table
+    from jaxsim.observables.summaries import WINDOW_FLAGS, curve_units, summary_table
 
     table = summary_table(spec.model)
     if name in table:
@@ -79,6 +79,10 @@ def variable_attrs(spec: SweepSpec, name: str) -> dict:
         attrs = {"units": s.unit, "long_name": s.meaning}
         if name == "diffusion_length":
             attrs["diffusion_coefficient_cm2_per_s"] = spec.diffusion_coefficient
+        if s.flag:  # where the window cuts this lifetime: the flag stored beside it
+            attrs.update(window_flag=s.flag, window_limited_where=WINDOW_FLAGS[s.flag])
+        if name.startswith("biexp_flag"):
+            attrs["flag_values"] = "-1 not computed, 0 ok, bits 1 window, 2 ill-conditioned"
         return attrs
     if name == "carrier_accumulation_percent":
         from jaxsim.numerics.pulses import PULSE_SUMMARIES
@@ -108,7 +112,8 @@ def _var_layout(spec: SweepSpec) -> dict[str, tuple[str, tuple[int, ...]]]:
     n_t = 0 if spec.curve_ts is None else len(spec.curve_ts)
     out = {}
     for name in spec.output_names():
-        out[name] = (spec.dtype, (n_t,) if name.startswith("curve_") else ())
+        dtype = "int8" if _is_code(name) else spec.dtype
+        out[name] = (dtype, (n_t,) if name.startswith("curve_") else ())
     out["status"] = ("int8", ())
     out["num_steps"] = ("int32", ())
     return out
@@ -172,8 +177,16 @@ class Store:
         a, b = self.chunk_bounds(k)
         n = b - a
         raw = self.group["raw"]
-        for name, (dtype, _) in _var_layout(self.spec).items():
-            raw[name][a:b] = np.asarray(outputs[name][:n]).astype(dtype, copy=False)
+        flags = set(self.spec.window_flags())
+        for name, (dtype, tail) in _var_layout(self.spec).items():
+            if name in flags and name not in outputs:
+                # a custom chunk function (chunk_fn=) without the window flags: not computed
+                raw[name][a:b] = np.full((n, *tail), _fill(name, dtype), dtype=dtype)
+                continue
+            v = np.asarray(outputs[name][:n])
+            if _is_code(name) and v.dtype.kind == "f":  # failed points: NaN -> not computed
+                v = np.where(np.isfinite(v), v, -1)
+            raw[name][a:b] = v.astype(dtype, copy=False)
         raw["done"][k] = 1  # last: the chunk counts only once all its data is on disk
 
     @property
@@ -294,8 +307,15 @@ def _slabs(shape: tuple[int, ...], row_bytes: int, budget: int | None = None):
     return chunk, slabs
 
 
+def _is_code(name: str) -> bool:
+    """Per-point integer codes besides status: the two-exponential fits' flags."""
+    return name.startswith("biexp_flag")
+
+
 def _fill(name: str, dtype: str):
-    return -1 if name == "status" else (0 if dtype.startswith("int") else np.nan)
+    if name == "status" or _is_code(name):
+        return -1
+    return 0 if dtype.startswith("int") else np.nan
 
 
 def _gather(store: Store, start: int, stop: int, names=None) -> dict[str, np.ndarray]:

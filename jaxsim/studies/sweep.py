@@ -218,7 +218,7 @@ def _chunk_function(spec: SweepSpec, tail_halvings: int):
             diffusion_coefficient=spec.diffusion_coefficient)
     from jaxsim.numerics.engine import chunk_solver
 
-    f = chunk_solver(spec.model, t1=spec.t1, summaries=spec.summaries,
+    f = chunk_solver(spec.model, t1=spec.t1, summaries=spec.summaries + spec.window_flags(),
                      curve_ts=spec.curve_times(), curve_vars=spec.curve_vars or ("pl",),
                      config=spec.solver_config(), fixed=spec.fixed_dict,
                      tail_halvings=tail_halvings,
@@ -414,10 +414,46 @@ def run_sweep(spec: SweepSpec, out, *, overwrite: bool = False, limit_points: in
                        seconds, bool(complete or store.done_mask().all()), failed)
 
 
+@dataclass(frozen=True)
+class WindowCount:
+    """How many computed points of a lifetime summary its window flag marks."""
+
+    summary: str
+    flag: str
+    where: str  # the flag's threshold, e.g. "window_tail_pl > 0.00154"
+    limited: int
+    points: int  # points with status 0
+
+
+def window_limited_counts(path) -> list[WindowCount]:
+    """For each lifetime summary of the store at ``path`` that has a window flag, how many of
+    its successful points the flag marks window-limited (read chunk by chunk from ``raw/``,
+    so memory is set by the chunk)."""
+    from jaxsim.observables.summaries import WINDOW_FLAGS, summary_table, window_limited
+
+    store = open_store(path)
+    table = summary_table(store.spec.model)
+    raw = store.group["raw"]
+    wanted = [(n, table[n].flag) for n in store.spec.summaries
+              if n in table and table[n].flag and table[n].flag in raw]
+    counts = {n: [0, 0] for n, _ in wanted}
+    flags = dict.fromkeys(f for _, f in wanted)
+    for k in np.flatnonzero(store.done_mask()):
+        a, b = store.chunk_bounds(int(k))
+        ok = np.asarray(raw["status"][a:b]) == 0
+        marked = {f: window_limited(f, raw[f][a:b]) & ok for f in flags}
+        for n, f in wanted:
+            counts[n][0] += int(marked[f].sum())
+            counts[n][1] += int(ok.sum())
+    return [WindowCount(n, f, WINDOW_FLAGS[f], *counts[n]) for n, f in wanted]
+
+
 def _write(store: Store, k: int, outputs: dict, bar) -> int:
     a, b = store.chunk_bounds(k)
     host = {name: np.asarray(v) for name, v in outputs.items()}
-    missing = [n for n in store.spec.output_names() + ("status", "num_steps") if n not in host]
+    flags = store.spec.window_flags()  # chunk_fn= overrides may leave them out (not computed)
+    missing = [n for n in store.spec.output_names() + ("status", "num_steps")
+               if n not in host and n not in flags]
     if missing:
         raise RuntimeError(f"chunk function returned no {missing} (keys: {sorted(host)})")
     store.write_chunk(k, host)

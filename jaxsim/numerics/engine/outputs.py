@@ -8,8 +8,9 @@ import numpy as np
 
 from jaxsim import observables
 from jaxsim.numerics.config import NON_FINITE, SUCCESS
-from jaxsim.numerics.reference import Solution
 from jaxsim.numerics.problem import ScaledProblem
+from jaxsim.numerics.reference import Solution
+from jaxsim.observables.lifetimes import window_tail
 from jaxsim.physics.model import pl_scale
 from jaxsim.physics.parameters import Params
 
@@ -55,7 +56,24 @@ def physical_summaries(model, names, vals, c, n_ref, finals, integ, saved, ts_ke
     if "tau_mean_pl" in out:
         # from the scaled integrals: independent of B, so defined (the B -> 0 limit) at B = 0
         out["tau_mean_pl"] = integ["t_pl"] / integ["pl"] * t_ref
+    for which in ("n", "pl"):
+        if f"window_tail_{which}" in out:
+            # scaled, as tau_mean_pl: PL per unit B, so defined at B = 0 too
+            out[f"window_tail_{which}"] = _scaled_tail(model, which, finals, c, integ,
+                                                       t1 / t_ref)
     return out
+
+
+def _scaled_tail(model, which, finals, c, integ, t_end):
+    """:func:`jaxsim.observables.lifetimes.window_tail` in the scaled units of the solve."""
+    import jax
+
+    y = tuple(finals)
+    free = model.state_names.index(model.free_state.name)
+    signal = (lambda y: model.pl(y, c)) if which == "pl" else (lambda y: y[free])
+    rhs = tuple(model.vector_field(t_end, y, c))
+    level, slope = jax.jvp(signal, (y,), (rhs,))
+    return window_tail(integ[which], level, slope, t_end)
 
 
 def mask_failed(out, code, n_steps, has_summaries, shape):
