@@ -230,6 +230,8 @@ def normalised(y):
 biexp_fit_batch = jax.jit(jax.vmap(biexp_fit, in_axes=(None, 0, None)))
 
 
+@jax.jit  # compiled once per shape: called eagerly (summaries of one solve), lax.map's
+# fresh lambda would be traced and compiled again at every call (~4 s each)
 def _vmap_fit(t, curves, w):
     """``tau_avg`` of each curve (leading axes any), ``FIT_BATCH`` curves at a time so a sweep
     chunk's fits take a bounded amount of memory whatever its size."""
