@@ -7,9 +7,9 @@ import pytest
 
 pytest.importorskip("dash", reason="the app extra is not installed (pip install -e '.[app]')")
 
-from jaxsim.app import stores as S  # noqa: E402
-from jaxsim.app import sweep_page  # noqa: E402
-from jaxsim.io.spec_files import parse_sweep_spec  # noqa: E402
+from jaxsim.app import stores as S
+from jaxsim.app import sweep_page
+from jaxsim.io.spec_files import parse_sweep_spec
 
 SPEC = """
 model = "trap_detrap"
