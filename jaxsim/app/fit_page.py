@@ -163,9 +163,8 @@ class FitJobs:
             say(f"reading {job['name']}")
             ds = prepare(path, o)
             job["stage"] = (f"fitting {len(o.free)} parameter(s) of {o.model} to {ds.n_decays} "
-                            f"decay(s) from {o.starts} start(s): Adam, then L-BFGS, then "
-                            "Newton steps (the first fit of a model compiles it: about a "
-                            "minute on 2 cores)")
+                            f"decay(s) from {o.starts} start(s) (the first fit of a model "
+                            "and data shape compiles it: about a minute on 2 cores)")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FitWarning)
                 result = fit(o.model, ds, free=o.free, fixed=o.fixed, init=o.init,

@@ -542,11 +542,14 @@ def stored_curves_figure(v: S.StoreView, index: dict, res) -> dict:
                          name=f"{lab} recomputed (max rel. diff {diff:.1e})",
                          yaxis="y" + axis, line=dict(color=color, width=1.5),
                          hovertemplate=f"{var} recomputed: %{{y:.6g}}<extra></extra>"))
-    layout = base_layout(margin=dict(l=70, r=70, t=30, b=50),
+    per_unit = {u: [] for u in units}
+    for name in names:
+        per_unit[v.vars[name].unit].append(v.point_curve(name, index))
+    layout = base_layout(margin=dict(l=70, r=90, t=30, b=50),
                          legend=dict(orientation="h", y=-0.25, x=0),
                          xaxis=dict(title=dict(text="time (ns)")))
     for i, unit in enumerate(units):
-        ax = dict(type="log", exponentformat="power",
+        ax = dict(type="log", exponentformat="power", dtick=log_dtick(*per_unit[unit]),
                   title=dict(text=unit_label(unit) or "normalised (1)"))
         if i:
             ax.update(overlaying="y", side="right", showgrid=False)
