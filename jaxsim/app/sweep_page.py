@@ -500,7 +500,7 @@ def point_panel(v: S.StoreView, index: dict, lock: threading.Lock):
         stored_curves = [html.H4("Stored curves (markers) and recomputed (lines)"),
                          dcc.Graph(id="sweep-stored-curves", figure=stored_curves_figure(
                              v, index, res), config={"displaylogo": False},
-                             style={"height": "340px"})]
+                             style={"height": "400px"})]
     return html.Div([head, graphs, *stored_curves, html.Div(className="two", children=[
         html.Div([html.H4("Stored vs recomputed"), compare,
                   html.Div(note, className="muted small")]),
@@ -545,8 +545,8 @@ def stored_curves_figure(v: S.StoreView, index: dict, res) -> dict:
     per_unit = {u: [] for u in units}
     for name in names:
         per_unit[v.vars[name].unit].append(v.point_curve(name, index))
-    layout = base_layout(margin=dict(l=70, r=90, t=30, b=50),
-                         legend=dict(orientation="h", y=-0.25, x=0),
+    layout = base_layout(margin=dict(l=70, r=90, t=30, b=40),
+                         legend=dict(orientation="h", yanchor="top", y=-0.22, x=0),
                          xaxis=dict(title=dict(text="time (ns)")))
     for i, unit in enumerate(units):
         ax = dict(type="log", exponentformat="power", dtick=log_dtick(*per_unit[unit]),
