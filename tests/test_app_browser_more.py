@@ -232,3 +232,27 @@ def test_fit_page_n0_per_watt_and_irf_errors_are_the_cli_messages(page, server, 
     shown = run_and_read()
     assert shown == expected.replace(str(files["irf_wide"]), "irf_wide.txt")
     assert server["proc"].poll() is None
+
+
+def test_model_page_saved_curve_is_the_curve_shown_when_saved(page, server):
+    """'Save curve' reads the live curve from the figure (it is no longer sent with every
+    answer): the dashed overlay is the PL drawn at the moment of saving, in the same units."""
+    page.goto(server["url"] + "/model")
+    page.wait_for_selector("#model-plqy span[data-value]", timeout=180_000)
+    live = "document.querySelector('#model-decay .js-plotly-plot').data"
+    pl = page.evaluate(f"{live}.filter(t => t.name === 'PL').map(t => [t.x, t.y])[0]")
+    page.click("#model-save")
+    page.wait_for_function(f"() => {live}.some(t => t.name === 'saved 1')")
+    before = page.locator("#model-plqy span").get_attribute("data-value")
+    page.locator("#model-params [role=slider]").first.focus()
+    for _ in range(20):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function("(b) => document.querySelector('#model-plqy span[data-value]')"
+                           ".dataset.value !== b", arg=before)
+    saved = page.evaluate(f"{live}.filter(t => t.name === 'saved 1').map(t => [t.x, t.y])[0]")
+    now = page.evaluate(f"{live}.filter(t => t.name === 'PL').map(t => [t.x, t.y])[0]")
+    np.testing.assert_allclose(saved[0], pl[0], rtol=1e-12)  # times in ns, as drawn
+    np.testing.assert_allclose(np.asarray(saved[1], float), np.asarray(pl[1], float),
+                               rtol=1e-12)
+    assert not np.allclose(np.asarray(now[1], float), np.asarray(pl[1], float))
+    assert "1. trap_detrap: A=" in page.locator("#model-saved-list").text_content()
