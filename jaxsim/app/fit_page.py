@@ -38,6 +38,9 @@ MAX_UPLOAD_BYTES = 200 * 2**20
 
 TIME_UNITS = ("ns", "ps", "us", "s")
 
+#: progress lines kept per fit (the page shows them all, newest last)
+MAX_LOG_LINES = 200
+
 
 def find_data_files(folders, max_depth: int = 2) -> list[Path]:
     """Decay files (by suffix) under the given folders, or given directly."""
@@ -63,6 +66,9 @@ class FitOptions:
     crop: str = ""
     background: str = "auto"
     starts: int = 8
+    irf_path: str | None = None  # an IRF file (the CLI's --irf), with the data's bins
+    irf_name: str | None = None  # the name the user knows it by (an upload's own name)
+    n0_per_watt: float | None = None  # n0 = this x the file's laser power (--n0-per-watt)
 
 
 def _floats(text, what):
@@ -85,10 +91,19 @@ def prepare(path, o: FitOptions):
 
     scale = D.time_scale(o.time_unit)
     ds = read_file(path, o.time_unit, o.layout)
-    if not o.n0 or not o.n0.strip():
+    has_n0 = bool(o.n0 and o.n0.strip())
+    if has_n0 and o.n0_per_watt is not None:
+        raise ParameterError("give either --n0 or --n0-per-watt, not both")
+    if has_n0:
+        ds = ds.with_n0(_floats(o.n0, "--n0"))
+    elif o.n0_per_watt is not None:
+        if "power_W" not in ds.meta:
+            raise ParameterError(f"--n0-per-watt: {path} has no power row "
+                                 "(expected the power_nd_background layout)")
+        ds = ds.with_n0(np.asarray(ds.meta["power_W"]) * o.n0_per_watt)
+    else:
         raise ParameterError(f"--n0 is missing: expected {ds.n_decays} excitation densities "
                              "(cm^-3), one per decay")
-    ds = ds.with_n0(_floats(o.n0, "--n0"))
     if o.rebin > 1:
         ds = D.rebin(ds, o.rebin)
     if o.shift_to_peak:
@@ -103,9 +118,13 @@ def prepare(path, o: FitOptions):
                 from None
     if o.normalise:
         ds = D.normalise(ds)
-    if o.irf_fwhm:
-        k, off = D.gaussian_irf(o.irf_fwhm, ds.bin_width)
-        ds = ds.with_irf(k, off, record=f"irf gaussian fwhm={o.irf_fwhm!r} s")
+    if o.irf_path and o.irf_fwhm:
+        raise ParameterError("argument --irf-fwhm: not allowed with argument --irf")
+    if o.irf_path:
+        k, off = D.read_irf(o.irf_path, time_unit=o.time_unit, bin_width_s=ds.bin_width)
+        ds = ds.with_irf(k, off, record=f"irf file {o.irf_name or o.irf_path}")
+    elif o.irf_fwhm:
+        ds = ds.with_gaussian_irf(o.irf_fwhm)  # as the CLI: the exact Gaussian in the fit
     return ds
 
 
@@ -120,7 +139,7 @@ class FitJobs:
         job_id = uuid.uuid4().hex[:12]
         job = {"state": "running", "stage": "reading and preparing the data",
                "started": time.time(), "name": name, "options": options, "result": None,
-               "error": None, "finished": None, "path": str(path)}
+               "error": None, "finished": None, "path": str(path), "lines": []}
         with self.lock:
             self.jobs[job_id] = job
         threading.Thread(target=self._run, args=(job, path, options), daemon=True,
@@ -134,21 +153,27 @@ class FitJobs:
     def _run(self, job, path, o: FitOptions):
         from jaxsim.studies.fit import FitWarning, fit
 
+        def say(msg):  # the fit's progress lines, stamped as `jaxsim fit` prints them
+            line = f"[{time.time() - job['started']:6.1f} s] {msg}"
+            with self.lock:
+                job["lines"].append(line)
+                del job["lines"][:-MAX_LOG_LINES]
+
         try:
+            say(f"reading {job['name']}")
             ds = prepare(path, o)
             job["stage"] = (f"fitting {len(o.free)} parameter(s) of {o.model} to {ds.n_decays} "
-                            f"decay(s) from {o.starts} start(s): Adam, then L-BFGS, then "
-                            "Newton steps (the first fit of a model compiles it: about a "
-                            "minute on 2 cores)")
+                            f"decay(s) from {o.starts} start(s) (the first fit of a model "
+                            "and data shape compiles it: about a minute on 2 cores)")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FitWarning)
                 result = fit(o.model, ds, free=o.free, fixed=o.fixed, init=o.init,
                              bounds=o.bounds, loss=o.loss, background=o.background,
-                             n_starts=o.starts)
+                             n_starts=o.starts, progress=say)
             job["result"] = result
             job["state"] = "done"
         except (ParameterError, FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as err:
-            job["error"] = f"jaxsim fit: error: {err}"
+            job["error"] = f"jaxsim fit: error: {_named(err, o, job['path'], job['name'])}"
             job["state"] = "error"
         except Exception as err:  # noqa: BLE001 (shown in the page; the server keeps running)
             log.error("fit failed:\n%s", traceback.format_exc())
@@ -185,6 +210,13 @@ def layout(files):
         html.Label("n0 per decay (cm⁻³, comma-separated)", htmlFor="fit-n0"),
         dcc.Input(id="fit-n0", type="text", placeholder="e.g. 5.58e15, 1e16, 2.23e16",
                   className="wide", debounce=False),
+        html.Div(className="row", children=[
+            html.Label("or n0 per watt (cm⁻³ W⁻¹)", htmlFor="fit-n0-per-watt", className="grow",
+                       title="n0 = this × each decay's laser power (W) read from a "
+                       "power/ND/background file (the CLI's --n0-per-watt)"),
+            dcc.Input(id="fit-n0-per-watt", type="text", placeholder="e.g. 1e21",
+                      className="num-input"),
+        ]),
         html.H3("Model"),
         dcc.Dropdown(id="fit-model", options=[{"label": m.name, "value": m.name}
                                               for m in models().values()],
@@ -208,6 +240,15 @@ def layout(files):
             dcc.Input(id="fit-irf", type="text", placeholder="none, e.g. 50e-12",
                       className="num-input"),
         ]),
+        html.Div(className="row", children=[
+            dcc.Upload(id="fit-irf-upload", className="upload small grow",
+                       max_size=MAX_UPLOAD_BYTES,
+                       children=html.Div(["or an IRF file: drop it or ", html.A("choose"),
+                                          html.Span(" (the data's bins; --irf)",
+                                                    className="muted small")])),
+            html.Button("×", id="fit-irf-clear", className="btn small", title="no IRF file"),
+        ]),
+        html.Div(id="fit-irf-info", className="small"),
         html.Div(className="row", children=[
             html.Label("crop TMIN:TMAX (time unit)", className="grow"),
             dcc.Input(id="fit-crop", type="text", placeholder="e.g. 0:500", className="num-input"),
@@ -241,7 +282,7 @@ def layout(files):
         ]),
     ])
     return html.Div(className="page-grid wide-controls", children=[
-        data, main, dcc.Store(id="fit-file"), dcc.Store(id="fit-job"),
+        data, main, dcc.Store(id="fit-file"), dcc.Store(id="fit-job"), dcc.Store(id="fit-irf-file"),
         dcc.Interval(id="fit-poll", interval=500, disabled=True)])
 
 
@@ -300,8 +341,10 @@ def _num(text, what):
 
 
 def options_from_inputs(model, n0, free_vals, free_ids, values, value_ids, los, his, loss,
-                        background, irf, crop, rebin, starts, prep, time_unit, layout):
-    """FitOptions from the page's inputs (bad input raises ParameterError with a message)."""
+                        background, irf, crop, rebin, starts, prep, time_unit, layout,
+                        irf_file=None, n0_per_watt=None):
+    """FitOptions from the page's inputs (bad input raises ParameterError with a message).
+    ``irf_file``: ``{"path", "name"}`` of an uploaded or picked IRF file, or None."""
     from jaxsim.physics.registry import get_model
 
     m = get_model(model)
@@ -333,11 +376,39 @@ def options_from_inputs(model, n0, free_vals, free_ids, values, value_ids, los, 
             raise ParameterError(f"--irf-fwhm = {irf_fwhm!r}: expected a width > 0 s")
     rebin = _count(rebin, "--rebin", 1)
     starts = _count(starts, "--starts", 8)
+    per_watt = None
+    if n0_per_watt is not None and str(n0_per_watt).strip():
+        per_watt = _num(n0_per_watt, "--n0-per-watt")
+        if not (np.isfinite(per_watt) and per_watt > 0):
+            raise ParameterError(f"--n0-per-watt = {per_watt!r}: expected a positive number "
+                                 "in cm^-3 W^-1")
+    irf_file = irf_file or {}
     return FitOptions(model=model, n0=n0 or "", free=free, fixed=fixed, init=init, bounds=bounds,
                       loss=None if loss == "auto" else loss, time_unit=time_unit, layout=layout,
                       irf_fwhm=irf_fwhm, rebin=rebin, shift_to_peak="shift" in (prep or []),
                       normalise="normalise" in (prep or []), crop=crop or "",
-                      background=background, starts=starts)
+                      background=background, starts=starts, irf_path=irf_file.get("path"),
+                      irf_name=irf_file.get("name"), n0_per_watt=per_watt)
+
+
+def _named(err, o: FitOptions, path, name) -> str:
+    """An error's message with the files as the user knows them (not the upload folder)."""
+    msg = str(err).replace(str(path), name)
+    if o.irf_path and o.irf_name:
+        msg = msg.replace(str(o.irf_path), o.irf_name)
+    return msg
+
+
+def _save_upload(contents, filename, upload_dir: Path):
+    """An upload (``data:...;base64,...``) written to a folder of its own: its path."""
+    _, _, b64 = contents.partition(",")
+    raw = base64.b64decode(b64)
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(filename or "upload.txt").name)[:100]
+    folder = upload_dir / uuid.uuid4().hex[:8]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (safe or "upload.txt")
+    path.write_bytes(raw)
+    return path
 
 
 def data_figure(ds, result=None):
@@ -425,6 +496,16 @@ def results_block(result):
     ])
 
 
+def progress_log(lines, open_: bool = True, show: int = 14):
+    """The fit's progress lines (as `jaxsim fit` prints them), newest last."""
+    if not lines:
+        return ""
+    more = f"… {len(lines) - show} earlier line(s)\n" if len(lines) > show else ""
+    return html.Details(open=open_, className="fit-log-box", children=[
+        html.Summary(f"progress ({len(lines)} lines)", className="small"),
+        html.Pre(more + "\n".join(lines[-show:]), id="fit-log", className="log")])
+
+
 def register(app, jobs: FitJobs, upload_dir: Path):
     @app.callback(Output("fit-param-table", "children"), Input("fit-model", "value"))
     def table(model):
@@ -437,20 +518,43 @@ def register(app, jobs: FitJobs, upload_dir: Path):
         from dash import ctx
 
         if ctx.triggered_id == "fit-upload" and contents:
-            _, _, b64 = contents.partition(",")
             try:
-                raw = base64.b64decode(b64)
+                path = _save_upload(contents, filename, upload_dir)
             except ValueError:
                 return {"error": "the upload could not be decoded"}, None
-            safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(filename or "upload.txt").name)[:100]
-            folder = upload_dir / uuid.uuid4().hex[:8]
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / (safe or "upload.txt")
-            path.write_bytes(raw)
-            return {"path": str(path), "name": filename or safe}, None
+            return {"path": str(path), "name": filename or path.name}, None
         if picked:
             return {"path": picked, "name": Path(picked).name}, no_update
         return no_update, no_update
+
+    @app.callback(Output("fit-irf-file", "data"), Output("fit-irf-info", "children"),
+                  Output("fit-irf-upload", "contents"),
+                  Input("fit-irf-upload", "contents"), Input("fit-irf-clear", "n_clicks"),
+                  State("fit-irf-upload", "filename"), prevent_initial_call=True)
+    def irf_file(contents, _, filename):
+        """An IRF file: read at once (as `jaxsim fit --irf` reads it) to say what it holds."""
+        from dash import ctx
+
+        from jaxsim import io as D
+
+        if ctx.triggered_id == "fit-irf-clear" or not contents:
+            return None, "", None
+        try:
+            path = _save_upload(contents, filename, upload_dir)
+        except ValueError:
+            return None, error_box("the IRF upload could not be decoded", id_="fit-irf-error"), \
+                no_update
+        name = filename or path.name
+        try:
+            d = D.read_decays(path, layout="columns")
+        except Exception as err:  # noqa: BLE001 (any unreadable file: say so, keep serving)
+            msg = str(err).replace(str(path), name)
+            return None, error_box(f"jaxsim fit: error: {msg}", id_="fit-irf-error"), no_update
+        info = html.Span([html.Strong(name, id="fit-irf-name"),
+                          f": IRF of {d.n_bins} bins of {fmt(d.bin_width / 1e-9, 4)} ns "
+                          "(time column in the data's time unit); the fit convolves with it"],
+                         className="muted")
+        return {"path": str(path), "name": name}, info, no_update
 
     @app.callback(Output("fit-file-info", "children"), Output("fit-graph", "figure"),
                   Output("fit-n0", "placeholder"),
@@ -492,18 +596,22 @@ def register(app, jobs: FitJobs, upload_dir: Path):
                   State("fit-irf", "value"), State("fit-crop", "value"),
                   State("fit-rebin", "value"), State("fit-starts", "value"),
                   State("fit-prep", "value"), State("fit-time-unit", "value"),
-                  State("fit-layout", "value"), prevent_initial_call=True)
+                  State("fit-layout", "value"), State("fit-irf-file", "data"),
+                  State("fit-n0-per-watt", "value"), prevent_initial_call=True)
     def run(_, f, model, n0, free_vals, free_ids, values, value_ids, los, his, loss, background,
-            irf, crop, rebin, starts, prep, unit, lay):
+            irf, crop, rebin, starts, prep, unit, lay, irf_file, per_watt):
         if not f or not f.get("path"):
             return (no_update, True, error_box("jaxsim fit: error: no data file: upload or "
                                                "pick one first", id_="fit-error"), False)
         try:
             o = options_from_inputs(model, n0, free_vals, free_ids, values, value_ids, los, his,
-                                    loss, background, irf, crop, rebin, starts, prep, unit, lay)
+                                    loss, background, irf, crop, rebin, starts, prep, unit, lay,
+                                    irf_file=irf_file, n0_per_watt=per_watt)
             prepare(f["path"], o)  # bad input answers at once, before a thread starts
         except (ParameterError, FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as err:
-            msg = str(err).replace(f["path"], f["name"])
+            o = locals().get("o") or FitOptions(model, "", (), {}, {}, {}, **(
+                {"irf_path": irf_file["path"], "irf_name": irf_file["name"]} if irf_file else {}))
+            msg = _named(err, o, f["path"], f["name"])
             return no_update, True, error_box(f"jaxsim fit: error: {msg}", id_="fit-error"), False
         job = jobs.start(f["path"], f["name"], o)
         return job, False, "", True
@@ -522,16 +630,21 @@ def register(app, jobs: FitJobs, upload_dir: Path):
         if job is None:
             return "", True, no_update, no_update, False, True, True, no_update
         elapsed = (job["finished"] or time.time()) - job["started"]
+        with jobs.lock:
+            lines = list(job["lines"])
         if job["state"] == "running":
             bar = html.Div(className="progress", id="fit-running", children=[
                 html.Div(className="progress-bar indeterminate"),
-                html.Div(f"{job['stage']} — {elapsed:.0f} s", className="small")])
+                html.Div(f"{job['stage']} — {elapsed:.0f} s", className="small"),
+                progress_log(lines)])
             return bar, False, no_update, no_update, True, True, True, no_update
         if job["state"] == "error":
             msg = job["error"].replace(job["path"], job["name"])
-            return ("", True, "", no_update, False, True, True, error_box(msg, id_="fit-error"))
+            return (progress_log(lines), True, "", no_update, False, True, True,
+                    error_box(msg, id_="fit-error"))
         r = job["result"]
-        done = html.Div(f"fit finished in {elapsed:.1f} s", id="fit-done", className="muted small")
+        done = html.Div([html.Div(f"fit finished in {elapsed:.1f} s", id="fit-done",
+                                  className="muted small"), progress_log(lines, open_=False)])
         msg = "" if r.converged else error_box("the fit did not converge: the values are the "
                                                "best found; see the warnings", title="Warning")
         return (done, True, results_block(r), data_figure(r.problem.ds, r), False, False, False,

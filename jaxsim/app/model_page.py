@@ -274,9 +274,7 @@ def register(app, lock: threading.Lock):
             msg = error_box(f"the solve did not succeed ({STATUS_MESSAGES[res['status']]}): "
                             "values shown may be wrong", title="Warning")
         label = ", ".join(f"{k}={fmt(v, 3)}" for k, v in values.items() if k != "G" or v)
-        current = {"label": f"{m.name}: {label}", "t": _thin(res[_grid(axis)]["t"]),
-                   "pl": _thin(_norm(res[_grid(axis)]["pl"])), "n": _thin(res[_grid(axis)]["n"]),
-                   "axis": axis}
+        current = f"{m.name}: {label}"  # the curves themselves are read from the figure on save
         fig = decay_figure(res, m, axis, saved or [])
         shares = shares_figure(s, m)
         acc = "–" if res["accumulation"] is None else f"{res['accumulation']:.3g} %"
@@ -287,18 +285,31 @@ def register(app, lock: threading.Lock):
 
     @app.callback(Output("model-saved", "data"), Output("model-saved-list", "children"),
                   Input("model-save", "n_clicks"), Input("model-clear", "n_clicks"),
-                  State("model-current", "data"), State("model-saved", "data"),
-                  prevent_initial_call=True)
-    def save(_, __, current, saved):
+                  State("model-current", "data"), State("model-decay", "figure"),
+                  State("model-saved", "data"), prevent_initial_call=True)
+    def save(_, __, current, fig, saved):
         from dash import ctx
 
         saved = list(saved or [])
         if ctx.triggered_id == "model-clear":
             saved = []
-        elif current:
-            saved = (saved + [current])[-MAX_SAVED:]
+        elif current and fig:
+            live = live_curves(fig)
+            if live is not None:
+                saved = (saved + [{"label": current, **live}])[-MAX_SAVED:]
         items = [html.Div(f"{i + 1}. {c['label']}") for i, c in enumerate(saved)]
         return saved, items or "none"
+
+
+def live_curves(fig) -> dict | None:
+    """The live PL/PL(0) and n of a decay figure (its last traces) as a saved curve: times in
+    s, as :func:`decay_figure` draws saved curves."""
+    traces = fig.get("data") or []
+    pl = next((t for t in reversed(traces) if t.get("name") == "PL"), None)
+    n = next((t for t in reversed(traces) if t.get("name") == STATE_LABELS["n"]), None)
+    if pl is None or n is None:
+        return None
+    return {"t": [x * 1e-9 for x in pl["x"]], "pl": pl["y"], "n": n["y"]}
 
 
 def _number(text, what):
@@ -317,13 +328,6 @@ def _grid(axis):
 def _keep(size, n=256):
     """Indices of about ``n`` evenly spread samples, first and last included."""
     return np.unique(np.linspace(0, size - 1, min(size, n)).round().astype(int))
-
-
-def _thin(a, n=256):
-    a = np.asarray(a, dtype=float)
-    if a.size > n:
-        a = a[np.unique(np.linspace(0, a.size - 1, n).round().astype(int))]
-    return [float(x) if np.isfinite(x) else None for x in a]
 
 
 def _norm(y):

@@ -234,6 +234,22 @@ class StoreView:
         ela = [n for n in names if n.startswith("d_")]
         return obs + ela + [n for n in BOOKKEEPING if n in names]
 
+    def curve_vars(self) -> list[str]:
+        """Stored curves (``curve_<var>``: one value per point and curve time)."""
+        n = len(self.axis_names)
+        return [k for k, v in self.vars.items()
+                if k.startswith("curve_") and len(v.dims) == n + 1 and v.dims[n] == "t"]
+
+    def curve_times(self) -> np.ndarray:
+        """The stored curves' time grid (s)."""
+        return np.asarray(self.group["t"][:], dtype=float)
+
+    def point_curve(self, name: str, index: dict[str, int]) -> np.ndarray:
+        """A stored curve at one grid point, read chunk by chunk like the maps."""
+        sel = [int(index[n]) for n in self.axis_names] + [slice(None)]
+        return np.asarray(read_selection(self.array(name), sel, self.cache,
+                                         key=(str(self.path.resolve()), name)), dtype=float)
+
     def axis(self, name) -> AxisInfo:
         return self.axes[self.axis_names.index(name)]
 

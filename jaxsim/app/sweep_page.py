@@ -495,10 +495,71 @@ def point_panel(v: S.StoreView, index: dict, lock: threading.Lock):
         dcc.Graph(id="sweep-decay-lin", figure=decay_figure(res, model, log_time=False),
                   config={"displaylogo": False}, style={"height": "340px"}),
     ])
-    return html.Div([head, graphs, html.Div(className="two", children=[
+    stored_curves = []
+    if v.curve_vars():
+        stored_curves = [html.H4("Stored curves (markers) and recomputed (lines)"),
+                         dcc.Graph(id="sweep-stored-curves", figure=stored_curves_figure(
+                             v, index, res), config={"displaylogo": False},
+                             style={"height": "400px"})]
+    return html.Div([head, graphs, *stored_curves, html.Div(className="two", children=[
         html.Div([html.H4("Stored vs recomputed"), compare,
                   html.Div(note, className="muted small")]),
         html.Div([html.H4("Decay values"), readout])])])
+
+
+def recomputed_curve(res, var: str) -> np.ndarray:
+    """The recomputed point's curve ``var`` (a state, ``pl`` or ``pl_norm``) on the sweep's
+    curve grid (``res["t_lin"]``, :func:`stores.summary_grid`); ``pl_norm`` is PL over PL at
+    t = 0 (the first time of the log grid)."""
+    if var == "pl_norm":
+        return np.asarray(res["pl_lin"], float) / float(res["pl"][0])
+    return np.asarray(res[f"{var}_lin"], float)
+
+
+def stored_curves_figure(v: S.StoreView, index: dict, res) -> dict:
+    """Each stored ``curve_*`` at the point (markers) over the freshly computed one (line) on
+    the same time grid, one y axis per unit; the largest relative difference in the legend."""
+    t = v.curve_times()
+    names = v.curve_vars()
+    units = list(dict.fromkeys(v.vars[n].unit for n in names))
+    data = []
+    for k, name in enumerate(names):
+        var = name[len("curve_"):]
+        unit = v.vars[name].unit
+        stored = v.point_curve(name, index)
+        fresh = recomputed_curve(res, var)
+        ok = np.isfinite(stored) & (stored != 0)
+        diff = float(np.max(np.abs(fresh[ok] / stored[ok] - 1))) if ok.any() else float("nan")
+        color = COLORS.get(var[:-5] if var.endswith("_norm") else var, "#444444")
+        axis = "" if units.index(unit) == 0 else str(units.index(unit) + 1)
+        lab = f"{var} ({unit_label(unit) or '1'})"
+        step = max(1, t.size // 120)  # markers readable over the line
+        data.append(dict(type="scatter", mode="markers", x=(t[::step] / 1e-9).tolist(),
+                         y=_pos(stored[::step]), name=f"{lab} stored", yaxis="y" + axis,
+                         marker=dict(color=color, size=7, symbol="circle-open"),
+                         hovertemplate=f"{var} stored: %{{y:.6g}}<extra></extra>"))
+        data.append(dict(type="scatter", mode="lines", x=(t / 1e-9).tolist(), y=_pos(fresh),
+                         name=f"{lab} recomputed (max rel. diff {diff:.1e})",
+                         yaxis="y" + axis, line=dict(color=color, width=1.5),
+                         hovertemplate=f"{var} recomputed: %{{y:.6g}}<extra></extra>"))
+    per_unit = {u: [] for u in units}
+    for name in names:
+        per_unit[v.vars[name].unit].append(v.point_curve(name, index))
+    layout = base_layout(margin=dict(l=70, r=90, t=30, b=40),
+                         legend=dict(orientation="h", yanchor="top", y=-0.22, x=0),
+                         xaxis=dict(title=dict(text="time (ns)")))
+    for i, unit in enumerate(units):
+        ax = dict(type="log", exponentformat="power", dtick=log_dtick(*per_unit[unit]),
+                  title=dict(text=unit_label(unit) or "normalised (1)"))
+        if i:
+            ax.update(overlaying="y", side="right", showgrid=False)
+        layout["yaxis" if i == 0 else f"yaxis{i + 1}"] = ax
+    return {"data": data, "layout": layout}
+
+
+def _pos(a):
+    a = np.asarray(a, dtype=float)
+    return np.where(np.isfinite(a) & (a > 0), a, None).tolist()
 
 
 def decay_figure(res, model, *, log_time: bool):

@@ -26,6 +26,8 @@ gross flows, not losses.
 
 from __future__ import annotations
 
+import functools
+
 from typing import NamedTuple
 
 import jax
@@ -346,6 +348,8 @@ def normalised(y):
 biexp_fit_batch = jax.jit(jax.vmap(biexp_fit, in_axes=(None, 0, None)))
 
 
+@functools.partial(jax.jit, static_argnames="with_flag")  # compiled once per shape: called
+# eagerly (summaries of one solve), lax.map's fresh lambda would be traced again at every call
 def _vmap_fit(t, curves, w, *, with_flag=False):
     """``tau_avg`` of each curve (leading axes any), ``FIT_BATCH`` curves at a time so a sweep
     chunk's fits take a bounded amount of memory whatever its size; with ``with_flag``,
