@@ -7,7 +7,6 @@ fit's forward model; the sample .ptu files are not images and no public .sdt sam
 so the images here are written synthetically (ptufile.imwrite; a minimal .sdt writer)."""
 
 import json
-import pathlib
 import subprocess
 import sys
 
@@ -86,7 +85,7 @@ def test_fit_decays_recovers_truths_within_stderr(image):
 def test_fit_many_statuses_and_skip():
     """Skipped decays say so; a decay the model cannot reach in max_iter says so; no silent
     values: every row has a status and non-converged rows are not reported as converged."""
-    counts, A, _ = _image(1, 4, seed=2)
+    counts = _image(1, 4, seed=2)[0]
     ys = counts.reshape(4, T).astype(float)
     res = fit_many("trap_detrap", np.arange(T) * W, ys, N0, free=("A", "D"), fixed=FIXED,
                    loss="poisson", sampling="bins", skip=[False, True, False, False],

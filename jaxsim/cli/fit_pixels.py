@@ -81,7 +81,7 @@ def run_pixels(args, say) -> int:
                     shift=args.shift, n_starts=args.starts, seed=args.seed, cache=cache)
     shift = max(float(total.per_decay[0]["shift"]), 0.0)
     start = {n: total.value(n) for n in free}
-    say(f"summed decay: " + ", ".join(f"{n} = {v:.4g}" for n, v in start.items())
+    say("summed decay: " + ", ".join(f"{n} = {v:.4g}" for n, v in start.items())
         + f", pulse at {shift / 1e-9:.4g} ns, converged = {total.converged}")
     res = fit_decays(args.model, ds, free=free, fixed=fixed, init=start, bounds=bounds,
                      loss=args.loss, sigma=args.sigma, shift=shift, background=args.background,
