@@ -82,7 +82,8 @@ def run_pixels(args, say) -> int:
     shift = max(float(total.per_decay[0]["shift"]), 0.0)
     start = {n: total.value(n) for n in free}
     say("summed decay: " + ", ".join(f"{n} = {v:.4g}" for n, v in start.items())
-        + f", pulse at {shift / 1e-9:.4g} ns, converged = {total.converged}")
+        + f", pulse at {shift / 1e-9:.4g} ns (starting values and pulse time of the pixels; a sum of "
+        f"different decays need not fit the model: converged = {total.converged})")
     res = fit_decays(args.model, ds, free=free, fixed=fixed, init=start, bounds=bounds,
                      loss=args.loss, sigma=args.sigma, shift=shift, background=args.background,
                      skip=skip, batch=args.batch, progress=say, cache=cache)
