@@ -204,7 +204,7 @@ def test_phu_round_trip(tmp_path):
     np.testing.assert_array_equal(ds.y, np.asarray(curves, float))
 
 
-def _write_sdt(path, curves, tac_r=50e-9, tac_g=1):
+def _write_sdt(path, curves, tac_r=50e-9, tac_g=1, scan=None):
     """A minimal Becker & Hickl .sdt (revision 15+): header, info, one measurement description
     and one uncompressed DECAY block per curve (uint16)."""
     from sdtfile.sdtfile import BLOCK_HEADER, FILE_HEADER, MEASURE_INFO
@@ -213,7 +213,7 @@ def _write_sdt(path, curves, tac_r=50e-9, tac_g=1):
     mi_t = np.dtype(MEASURE_INFO).newbyteorder("<")
     bh_t = np.dtype(BLOCK_HEADER).newbyteorder("<")
     info = b"*IDENTIFICATION\r\nID : SPC Setup & Data File\r\n*END\r\n"
-    adc = len(curves[0])
+    adc = len(curves[0]) if scan is None else scan[2]  # scan: (x, y, adc) of image blocks
     info_offs = fh_t.itemsize
     mi_offs = info_offs + len(info)
     blk_offs = mi_offs + mi_t.itemsize
@@ -223,7 +223,7 @@ def _write_sdt(path, curves, tac_r=50e-9, tac_g=1):
     fh["setup_offs"], fh["setup_length"] = 0, 0
     fh["data_block_offs"] = blk_offs
     fh["no_of_data_blocks"] = len(curves)
-    fh["data_block_length"] = 2 * adc
+    fh["data_block_length"] = 2 * len(curves[0])
     fh["meas_desc_block_offs"] = mi_offs
     fh["no_of_meas_desc_blocks"] = 1
     fh["meas_desc_block_length"] = mi_t.itemsize
@@ -231,18 +231,20 @@ def _write_sdt(path, curves, tac_r=50e-9, tac_g=1):
     fh["chksum"] = 0x55AA
     mi = np.zeros(1, mi_t)
     mi["adc_re"], mi["tac_r"], mi["tac_g"] = adc, tac_r, tac_g
+    if scan is not None:
+        mi["scan_x"], mi["scan_y"] = scan[0], scan[1]
     out = fh.tobytes() + info + mi.tobytes()
     pos = blk_offs
     for c in curves:
         bh = np.zeros(1, bh_t)
         data_offs = pos + bh_t.itemsize
         bh["data_offs"] = data_offs
-        bh["next_block_offs"] = data_offs + 2 * adc
+        bh["next_block_offs"] = data_offs + 2 * len(c)
         bh["block_type"] = 0x0  # DECAY_BLOCK, uint16
         bh["meas_desc_block_no"] = 0
-        bh["block_length"] = 2 * adc
+        bh["block_length"] = 2 * len(c)
         out += bh.tobytes() + np.asarray(c, "<u2").tobytes()
-        pos = data_offs + 2 * adc
+        pos = data_offs + 2 * len(c)
     pathlib.Path(path).write_bytes(out)
 
 

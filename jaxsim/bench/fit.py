@@ -15,8 +15,10 @@ benchmark (compare ratios, not times: the machine is shared).
   Gaussian IRF, amplitude/background/shift per decay, against ``least_squares`` on Poisson
   deviance residuals with an LSODA forward model (``final_loss`` of both evaluated by jaxsim's
   exact model: half the deviance).
-- ``batch_1000_fits``: independent single-decay least-squares fits (:func:`fit_many`, one
-  batch) against a ``least_squares`` loop over a subset (its time scaled to the batch).
+- ``many_fits``: independent single-decay least-squares fits (:func:`fit_many`, all decays
+  in one batched optimiser) against a SciPy ``least_squares`` loop (LSODA) over a subset:
+  decays per second of each and their ratio, with the parameter agreement on the shared
+  decays. ``python -m jaxsim.bench.fit --many N`` runs it alone (N decays, 200 by SciPy).
 """
 
 from __future__ import annotations
@@ -302,51 +304,92 @@ def _bench_global(quick: bool) -> list[dict]:
     return rows
 
 
-def _bench_batch(quick: bool) -> list[dict]:
+def _many_problem(n: int, seed: int = 1):
+    """``n`` synthetic trap_detrap decays (normalised, 100 points 4 ns apart, Gaussian noise
+    0.01): A and D log-uniform per decay, K1, B, C fixed."""
     from jaxsim.numerics.reference import solve
-    from jaxsim.studies.fit import fit_many
 
-    n = 100 if quick else 1000
-    n_scipy = 3 if quick else 10
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(seed)
     t = np.arange(100) * 4e-9
     A = 10 ** rng.uniform(6.7, 7.7, n)
     Dd = 10 ** rng.uniform(6.0, 7.0, n)
     sol = solve("trap_detrap", {"A": A, "D": Dd, "K1": 1e5, "B": 1e-10, "C": 0.0, "n0": 1e17}, t)
     pl = np.asarray(sol.pl)
     ys = pl / pl[:, :1] + rng.normal(0, 0.01, pl.shape)
-    kw = dict(free=("A", "D"), fixed={"K1": 1e5, "B": 1e-10, "C": 0.0},
-              init={"A": 1e7, "D": 3e6}, loss="lsq")
+    return t, ys, A, Dd
+
+
+MANY_KW = dict(free=("A", "D"), fixed={"K1": 1e5, "B": 1e-10, "C": 0.0},
+               init={"A": 1e7, "D": 3e6}, loss="lsq", sigma=0.01)
+
+
+def _scipy_one(t, y):
+    """The same model and loss by SciPy: LSODA (rtol 1e-6) inside ``least_squares`` (TRF,
+    2-point Jacobian), unknowns log10 A, log10 D, log10 amplitude."""
+    def resid(x):
+        a, d_, amp = 10.0 ** x
+        s = solve_ivp(lambda _t, v: [-a * v[0] - 1e-10 * 1e17 * v[0] ** 2 + d_ * v[1],
+                                     a * v[0] - d_ * v[1] - 1e5 * v[1]],
+                      (0, t[-1]), [1.0, 0.0], t_eval=t, method="LSODA", rtol=1e-6,
+                      atol=1e-12)
+        return amp * s.y[0] ** 2 - y
+
+    return least_squares(resid, [7.0, np.log10(3e6), 0.0], bounds=([4, 3, -3], [9, 9, 3]),
+                         method="trf")
+
+
+def many_rows(n: int = 10_000, n_scipy: int = 200, batch: int | None = None,
+              log=lambda *a: None) -> list[dict]:
+    """``fit_many`` on ``n`` decays against a SciPy ``least_squares`` loop on the first
+    ``n_scipy`` of them (per-decay rates compared: the loop's time grows linearly), with the
+    parameter agreement on that subset (|log10 ratio| and in units of jaxsim's stderr)."""
+    from jaxsim.studies.many import fit_many
+
+    t, ys, A, Dd = _many_problem(n)
+    kw = dict(MANY_KW, batch=batch)
     t0 = time.perf_counter()
-    vals, L = fit_many("trap_detrap", t, ys, 1e17, **kw)
+    fit_many("trap_detrap", t, ys[: min(n, 64)], 1e17, **kw)  # compiles (or loads) the program
     first = time.perf_counter() - t0
     t0 = time.perf_counter()
-    vals, L = fit_many("trap_detrap", t, ys, 1e17, **kw)
-    warm = time.perf_counter() - t0
-    rows = [{"name": "jaxsim_fit", "output": "batch_1000_fits", "n_fits": n, "time_s": warm,
-             "first_call_s": first, "final_loss": float(np.mean(L)),
-             "median_rel_error_A": float(np.median(np.abs(vals["A"] / A - 1)))}]
-
-    def one(y):
-        def resid(x):
-            a, d_, amp = 10.0 ** x
-            s = solve_ivp(lambda _t, v: [-a * v[0] - 1e-10 * 1e17 * v[0] ** 2 + d_ * v[1],
-                                         a * v[0] - d_ * v[1] - 1e5 * v[1]],
-                          (0, t[-1]), [1.0, 0.0], t_eval=t, method="LSODA", rtol=1e-6,
-                          atol=1e-12)
-            return amp * s.y[0] ** 2 - y
-
-        return least_squares(resid, [7.0, np.log10(3e6), 0.0],
-                             bounds=([4, 3, -3], [9, 9, 3]), method="trf")
-
+    r = fit_many("trap_detrap", t, ys, 1e17, progress=lambda m: log("  " + m), **kw)
+    wall = time.perf_counter() - t0
+    rate = n / wall
+    log(f"  fit_many: {n} decays in {wall:.2f} s ({rate:.0f} decays/s), {r.counts()}")
+    m = min(n_scipy, n)
     t0 = time.perf_counter()
-    losses = [0.5 * float(np.sum(one(ys[i]).fun ** 2)) for i in range(n_scipy)]
+    sc = [_scipy_one(t, ys[i]) for i in range(m)]
     t_sc = time.perf_counter() - t0
-    rows.append({"name": "scipy_least_squares", "output": "batch_1000_fits", "n_fits": n,
-                 "time_s": t_sc * n / n_scipy, "extrapolated_from": n_scipy,
-                 "final_loss": float(np.mean(losses)),
-                 "jaxsim_final_loss_same_subset": float(np.mean(L[:n_scipy]))})
+    rate_sc = m / t_sc
+    log(f"  scipy least_squares loop: {m} decays in {t_sc:.1f} s ({rate_sc:.2f} decays/s)")
+    xs = np.array([s_.x for s_ in sc])
+    loss_sc = np.array([float(s_.cost) for s_ in sc])  # 0.5 sum r^2, as jaxsim's lsq loss
+    dA = np.abs(xs[:, 0] - np.log10(r.values["A"][:m]))
+    dD = np.abs(xs[:, 1] - np.log10(r.values["D"][:m]))
+    zA = dA * np.log(10) * r.values["A"][:m] / r.stderr["A"][:m]
+    zD = dD * np.log(10) * r.values["D"][:m] / r.stderr["D"][:m]
+    same = dict(n_compared=m, median_abs_log10_diff_A=float(np.median(dA)),
+                max_abs_log10_diff_A=float(np.max(dA)), median_abs_log10_diff_D=float(np.median(dD)),
+                max_abs_log10_diff_D=float(np.max(dD)),
+                max_diff_in_stderr_A=float(np.nanmax(zA)), max_diff_in_stderr_D=float(np.nanmax(zD)),
+                jaxsim_loss_le_scipy=float(np.mean(r.loss[:m] <= loss_sc * (1 + 1e-6) + 1e-12)))
+    rows = [{"name": "jaxsim_fit_many", "output": "many_fits", "n_fits": n, "time_s": wall,
+             "decays_per_s": rate, "first_call_s": first, "batch": r.timings.get("batch"),
+             "status": r.counts(),
+             "median_rel_error_A_vs_truth": float(np.median(np.abs(r.values["A"] / A - 1))),
+             "median_rel_error_D_vs_truth": float(np.median(np.abs(r.values["D"] / Dd - 1)))},
+            {"name": "scipy_least_squares_loop", "output": "many_fits", "n_fits": m,
+             "time_s": t_sc, "decays_per_s": rate_sc, "success": int(sum(s_.success for s_ in sc)),
+             "ratio_jaxsim_over_scipy": rate / rate_sc, **same}]
+    log(f"  ratio (decays/s, jaxsim / scipy): {rate / rate_sc:.0f}x; parameters on the "
+        f"{m} shared decays: median |dlog10 A| {same['median_abs_log10_diff_A']:.2g}, max "
+        f"{same['max_abs_log10_diff_A']:.2g} ({same['max_diff_in_stderr_A']:.2g} stderr); D "
+        f"median {same['median_abs_log10_diff_D']:.2g}, max {same['max_abs_log10_diff_D']:.2g} "
+        f"({same['max_diff_in_stderr_D']:.2g} stderr)")
     return rows
+
+
+def _bench_batch(quick: bool) -> list[dict]:
+    return many_rows(n=100 if quick else 1000, n_scipy=3 if quick else 10)
 
 
 def fit_benchmark_rows(quick: bool, log=lambda *a: None) -> list[dict]:
@@ -358,7 +401,12 @@ def fit_benchmark_rows(quick: bool, log=lambda *a: None) -> list[dict]:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    if "--pears" in sys.argv:
+    if "--many" in sys.argv:
+        n_many = int(sys.argv[sys.argv.index("--many") + 1])
+        n_sc = int(os.environ.get("N_SCIPY", "200"))
+        print(json.dumps(many_rows(n_many, n_sc, log=lambda m: print(m, file=sys.stderr)),
+                         indent=1, default=float))
+    elif "--pears" in sys.argv:
         print(json.dumps(pears_rows(reps=int(os.environ.get("REPS", "1")), log=print),
                          indent=1, default=float))
     else:

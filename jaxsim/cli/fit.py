@@ -61,8 +61,22 @@ def register(subparsers) -> None:
         epilog=EPILOG + "\n" + models_and_parameters(
             "parameters (--free, --fix, --init, --bounds; SI-cm units)", fit_ranges=True),
         formatter_class=Formatter)
-    p.add_argument("data", help="decay file: text/CSV (time column, then one column per decay), "
-                   ".ptu, .phu or .sdt")
+    p.add_argument("data", nargs="?", default=None,
+                   help="decay file: text/CSV (time column, then one column per decay), "
+                   ".ptu, .phu or .sdt (or --pixels instead)")
+    p.add_argument("--pixels", default=None, metavar="IMAGE_OR_FOLDER",
+                   help="fit every pixel of a FLIM image on its own (a T3 .ptu image, a .sdt "
+                   "image, or a folder of decay files: one pixel per decay) and write "
+                   "DIR/maps.zarr and DIR/maps.png; --n0 is one density for all pixels "
+                   "(default: off)")
+    p.add_argument("--bin", type=int, default=1, metavar="N",
+                   help="with --pixels: sum N x N pixels into one (default 1)")
+    p.add_argument("--min-counts", type=float, default=100.0, metavar="PHOTONS",
+                   help="with --pixels: pixels with fewer photons are not fitted (status 'too "
+                   "few counts'; default 100)")
+    p.add_argument("--batch", type=int, default=None, metavar="N",
+                   help="with --pixels: pixels fitted at once (default 64 on CPU, 1024 on an "
+                   "accelerator)")
     p.add_argument("--model", default="trap_detrap", metavar="NAME",
                    help=model_help("trap_detrap"))
     p.add_argument("--n0", default=None, metavar="N1,N2,...",
@@ -188,6 +202,10 @@ def run(args) -> int:
         if not args.quiet:
             print(f"[{time.perf_counter() - t0:6.1f} s] {msg}", file=sys.stderr, flush=True)
 
+    if args.pixels is not None or args.data is None:
+        from jaxsim.cli.fit_pixels import run_pixels
+
+        return run_pixels(args, say)
     say(f"reading {args.data}")
 
     import importlib
@@ -206,6 +224,8 @@ def run(args) -> int:
 
     D.time_scale(args.time_unit)  # an unknown unit is refused before reading
     ds = D.read_decays(args.data, time_unit=args.time_unit, layout=args.layout)
+    if ds.meta.get("note"):
+        say(f"note: {ds.meta['note']}")
     if args.n0 is not None and args.n0_per_watt is not None:
         raise ParameterError("give either --n0 or --n0-per-watt, not both")
     if args.n0 is not None:

@@ -1440,74 +1440,12 @@ def profile_likelihood(result: FitResult, name: str, values=None, *, n_points: i
     return {"name": name, "values": vals, "loss": Lp, "delta": delta, "interval95": interval}
 
 
-def fit_many(model, t, ys, n0, *, free, fixed=None, init=None, loss="lsq", bounds=None,
-             config=None, sampling="points", time_unit="s", max_iter: int = 60, batch: int = 256):
-    """Many independent single-decay fits, ``batch`` at a time through one compiled program
-    (one start each, Levenberg-Marquardt).
+def fit_many(*args, **kwargs):
+    """Many independent single-decay fits in one batched optimiser:
+    :func:`jaxsim.studies.many.fit_many` (returns a :class:`~jaxsim.studies.many.ManyFit`)."""
+    from jaxsim.studies.many import fit_many as _fit_many
 
-    ``ys``: (N, T) data sets on the common grid ``t`` (in ``time_unit``); ``n0``: (N,) or
-    scalar. Amplitude free per fit, background fixed at 0 for least squares. Returns
-    ``(values: dict name -> (N,) physical values, loss: (N,))``.
-    """
-    from jaxsim.studies.decays import from_arrays
-
-    ys = np.atleast_2d(np.asarray(ys, float))
-    n = ys.shape[0]
-    n0 = np.broadcast_to(np.asarray(n0, float), (n,))
-    ds0 = from_arrays(t, ys[:1], n0[:1], time_unit=time_unit, is_counts=loss == "poisson",
-                      sampling=sampling)
-    pr = build_problem(model, ds0, free=free, fixed=fixed, init=init, bounds=bounds, loss=loss,
-                       config=config, shift="fixed",
-                       background="fixed" if loss != "poisson" else "auto")
-    s = pr.structure
-    p = len(s.free)
-    lo = np.tile(pr.lo, (n, 1))
-    hi = np.tile(pr.hi, (n, 1))
-    ymax = ys.max(axis=1)
-    lo[:, p], hi[:, p] = np.log10(ymax) - 3, np.log10(ymax) + 3
-    X = np.tile(pr.x0, (n, 1))
-    X[:, p] = np.log10(ymax)
-    if s.bg_free:
-        hi[:, p + 1] = ymax
-        X[:, p + 1] = np.clip(np.median(ys[:, -max(3, ys.shape[1] // 20):], axis=1),
-                              1e-3 * ymax, 0.5 * ymax)
-    batch = int(min(batch, n))
-    base = pr.args["data"]
-    data_all = {"y": ys[:, None, :], "mask": np.ones((n, 1, ys.shape[1])), "n0": n0[:, None],
-                "bg": np.zeros((n, 1)), "shift": np.zeros((n, 1))}
-    cap = jnp.asarray(int(s.config.max_steps), jnp.int32)
-    example = {"data": {**{k: jnp.zeros((batch,) + v.shape[1:]) for k, v in data_all.items()},
-                        "t_first": base["t_first"], "irf": base["irf"]},
-               "fixed": pr.args["fixed"], "max_steps": cap}
-    prog, _ = _program("jac_many", s, batch, example)
-    Xo, Lo = np.empty_like(X), np.empty(n)
-    for i in range(0, n, batch):
-        sl = slice(i, min(i + batch, n))
-        m_ = sl.stop - sl.start
-        pad = batch - m_
-
-        def padded(a):
-            a = a[sl]
-            return np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]) if pad else a
-
-        chunk = {"data": {**{k: jnp.asarray(padded(v)) for k, v in data_all.items()},
-                          "t_first": base["t_first"], "irf": base["irf"]},
-                 "fixed": pr.args["fixed"], "max_steps": cap}
-
-        def ev(Xb, chunk=chunk):
-            Xp = np.concatenate([Xb, np.repeat(Xb[-1:], pad, axis=0)]) if pad else Xb
-            out = [np.asarray(r)[:m_] for r in prog(jnp.asarray(Xp), chunk)]
-            L, G, A, mu, st, _ = out
-            bad = ~np.isfinite(L) | ~np.all(np.isfinite(G), axis=1)
-            return np.where(bad, np.inf, L), G, A, mu, st
-
-        dof = max(ys.shape[1] - s.n_x, 1)
-        scale = (lambda L: 1.0) if s.loss == "poisson" else (lambda L: max(2 * L / dof, 1e-300))
-        r = levenberg_marquardt(ev, X[sl], lo[sl], hi[sl], scale=scale, max_iter=max_iter,
-                                independent=True)
-        Xo[sl], Lo[sl] = r.X, r.L
-    vals = {name: (10.0 ** Xo[:, i] if s.log[i] else Xo[:, i]) for i, name in enumerate(s.free)}
-    return vals, Lo
+    return _fit_many(*args, **kwargs)
 
 
 def save_json(result: FitResult, path) -> None:
