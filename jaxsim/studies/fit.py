@@ -71,7 +71,7 @@ from jaxsim.physics.parameters import make_params, table_lookup
 from jaxsim.physics.registry import get_model
 from jaxsim.studies.decays import DecaySet
 from jaxsim.studies.instrument import (WINDOW, Layout, convolve_irf, make_layout, solve_nodes,
-                                       unit_curve)
+                                       unit_curve, unit_times)
 from jaxsim.studies.periodic import periodic_start
 
 LOSSES = ("poisson", "lsq", "loglsq")
@@ -247,11 +247,13 @@ def _batch_eval(s: Structure, X, data, fixed, need_jac: bool = True, max_steps=N
         vals["n0"] = n0
         return s.model.coefficients(vals, n0, s.layout.t_ref)
 
-    def unit(F_, p_, d_, sh, pre_):  # one row (value or tangent), all lanes
-        # pre_: the level before the pulse (pulse train), a constant under every response
-        return jax.vmap(lambda a, b_, c_, s_, q_: convolve_irf(
-            unit_curve(a, b_, c_, t_first, s_, s.layout) + q_, irf, s.layout))(
-                F_, p_, d_, sh, pre_)
+    def unit(F_, p_, d_, sh, pre_, slope_):  # one row (value or tangent), all lanes
+        # pre_ + slope_ * t: the signal before the pulse (pulse train), linear in time, which
+        # the node data hold subtracted (exact under a Gaussian response: unit_times)
+        return jax.vmap(lambda a, b_, c_, s_, q_, r_: convolve_irf(
+            unit_curve(a, b_, c_, t_first, s_, s.layout)
+            + q_ + r_ * unit_times(t_first, s_, s.layout), irf, s.layout))(
+                F_, p_, d_, sh, pre_, slope_)
 
     c = coeffs(theta)
     dc = None
@@ -266,18 +268,19 @@ def _batch_eval(s: Structure, X, data, fixed, need_jac: bool = True, max_steps=N
         s.model, c, s.layout.n_nodes, s.layout.h, s.config, dc, max_steps=max_steps,
         y0=None if start is None else tuple(start.z), dy0=None if start is None else start.dz)
     if start is None:
-        pre = jnp.zeros((F.shape[0], NL), F.dtype)
+        pre = slope = jnp.zeros((F.shape[0], NL), F.dtype)
     else:
         status = jnp.where(start.status != 0, start.status, status)
-        pre = start.pre
-        # the node data hold the decay minus the level before the pulse, which is added back
-        # to every bin (before the pulse the model is that level)
+        pre, slope = start.pre, start.slope
+        # the node data hold the decay minus the line the signal follows before the pulse
+        # (the end of the previous period), which is added back to every bin
         tau = jnp.arange(s.layout.n_nodes, dtype=F.dtype) * s.layout.h
-        F = F - pre[:, :, None] * tau
-        pp = pp - pre[:, :, None]
+        F = F - pre[:, :, None] * tau - 0.5 * slope[:, :, None] * tau * tau
+        pp = pp - pre[:, :, None] - slope[:, :, None] * tau
+        dp = dp - slope[:, :, None]
     steps = jnp.reshape(steps, (B, K))
     if not need_jac:
-        b = unit(F[0], pp[0], dp[0], shift, pre[0])
+        b = unit(F[0], pp[0], dp[0], shift, pre[0], slope[0])
         mu = amp[:, None] * b + bg[:, None]
         lv, _, _ = _loss_terms(s.loss, mu, y, mask)
         L = jnp.sum(jnp.reshape(jnp.sum(lv, axis=1), (B, K)), axis=1)
@@ -285,10 +288,11 @@ def _batch_eval(s: Structure, X, data, fixed, need_jac: bool = True, max_steps=N
         ok = jnp.all(st == 0, axis=1) & jnp.isfinite(L)
         return jnp.where(ok, L, jnp.inf), jnp.reshape(mu, (B, K, -1)), st, steps
     # the binned curve is linear in the node data: tangents map through it row by row
-    b_all = jax.vmap(lambda a, b_, c_, q_: unit(a, b_, c_, shift, q_))(F, pp, dp, pre)
+    b_all = jax.vmap(lambda a, b_, c_, q_, r_: unit(a, b_, c_, shift, q_, r_))(F, pp, dp, pre,
+                                                                              slope)
     b, jb = b_all[0], b_all[1:]  # (NL, T), (P, NL, T)
     if s.shift_free:
-        _, jbs = jax.jvp(lambda sh: unit(F[0], pp[0], dp[0], sh, pre[0]), (shift,),
+        _, jbs = jax.jvp(lambda sh: unit(F[0], pp[0], dp[0], sh, pre[0], slope[0]), (shift,),
                          (jnp.ones_like(shift),))
         jb = jnp.concatenate([jb, jbs[None]], axis=0)
     mu = amp[:, None] * b + bg[:, None]  # (NL, T)

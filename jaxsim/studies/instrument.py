@@ -531,6 +531,20 @@ def unit_curve(F, p, dp, t_first, shift, layout: Layout, config: SolverConfig | 
     return (Fe[1:] - Fe[:-1]) / w
 
 
+def unit_times(t_first, shift, layout: Layout):
+    """Scaled time after the pulse of each value :func:`unit_curve` returns: the bin's centre
+    (bins) or the sample's time (points). A linear function of time convolved with a
+    symmetric (Gaussian) response and averaged over a bin takes its value there, so a linear
+    background in time adds ``a + b * unit_times(...)`` to the unit curve exactly."""
+    x0 = (t_first - shift) / layout.t_ref
+    w = layout.bin_width / layout.t_ref
+    if layout.irf_sigma > 0:
+        idx = jnp.arange(layout.n_bins)
+    else:
+        idx = jnp.arange(layout.ext_len) + layout.ext_lo
+    return x0 + (idx + (0.5 if layout.sampling == "bins" else 0.0)) * w
+
+
 def convolve_irf(b_ext, irf, layout: Layout):
     """:math:`\\sum_l k_l b_{i-o-l}` for data bins i = 0..T-1 (``b_ext`` from
     :func:`unit_curve`; ``irf`` None, or a Gaussian response, means nothing to do)."""

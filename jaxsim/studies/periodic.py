@@ -26,10 +26,11 @@ solve at the converged :math:`z^*` carries :math:`k` tangents along the state (g
 
     \frac{dz^*}{d\theta} = (I - \Phi_z)^{-1} (\Phi_\theta + \partial_\theta\Delta).
 
-Before the pulse the signal is the end of the previous period. The forward model holds it at
-its level just before the pulse, :math:`\hat p^- = \mathrm{PL}(y^-)/\mathrm{PL}(\Delta)`, over
-the bins before the pulse (the tail's change over those few bins, a small fraction of the
-period, is neglected).
+Before the pulse the signal is the end of the previous period. Over the bins before the pulse
+(a small fraction of the period) the forward model continues it by its tangent at the pulse,
+:math:`\hat p(\tau) = \hat p^- + \tau\,\dot{\hat p}^-` for :math:`\tau < 0`, with
+:math:`\hat p^- = \mathrm{PL}(y^-)/\mathrm{PL}(\Delta)` and its rate of change from the rate
+equations at :math:`y^-` (the error is second order in the distance from the pulse).
 """
 
 from __future__ import annotations
@@ -58,14 +59,18 @@ class PeriodicStart(NamedTuple):
     z: jax.Array  # (k, lanes): state just after the pulse
     dz: jax.Array | None  # (P, k, lanes): dz*/d(coefficient directions); None without tangents
     pre: jax.Array  # (1 + P, lanes): PL just before the pulse / PL(Delta), and tangents
+    slope: jax.Array  # (1 + P, lanes): its rate of change (per scaled time), and tangents
     status: jax.Array  # (lanes,) int32: 0, or the failed solve's code, or FAILED (no convergence)
     residual: jax.Array  # (lanes,): max_i |F_i(z) - z_i| / (1 + |z_i|)
     iterations: jax.Array  # Newton iterations (all lanes together)
 
 
-def _normalised_pl(model: Model, y: tuple, c: dict):
-    """PL of state ``y`` over the PL just after a single pulse from the dark."""
-    return model.pl(y, c) / model.pl(tuple(model.initial_state(c)), c)
+def _level_slope(model: Model, y: tuple, c: dict):
+    """PL of state ``y`` over the PL just after a single pulse from the dark, and its rate of
+    change (per scaled time) under the rate equations."""
+    pl0 = model.pl(tuple(model.initial_state(c)), c)
+    v, dv = jax.jvp(lambda *q: model.pl(q, c), tuple(y), tuple(model.vector_field(0.0, y, c)))
+    return jnp.stack([v / pl0, dv / pl0])
 
 
 def periodic_start(model: Model, c: dict, t_period: float, config: SolverConfig,
@@ -136,9 +141,9 @@ def periodic_start(model: Model, c: dict, t_period: float, config: SolverConfig,
     conv = (res <= tol) & (st == SUCCESS)
     status = jnp.where(conv, SUCCESS, jnp.where(st != SUCCESS, st, FAILED)).astype(jnp.int32)
     y_pre = z - inc
-    pre = _normalised_pl(model, tuple(y_pre[i] for i in range(k)), c)
+    pre = _level_slope(model, tuple(y_pre[i] for i in range(k)), c)  # (2, lanes)
     if not P:
-        return PeriodicStart(z, None, pre[None], status, res, it)
+        return PeriodicStart(z, None, pre[:1], pre[1:], status, res, it)
     # implicit function theorem at z*: (I - Phi_z) dz = Phi_theta + dDelta/dtheta
     m = jnp.transpose(end[1:1 + k], (2, 1, 0)) - eye
     dc_only = {name: v[k:] for name, v in dcs.items()}
@@ -148,6 +153,7 @@ def periodic_start(model: Model, c: dict, t_period: float, config: SolverConfig,
     dz = jnp.transpose(jax.vmap(deflated_solve)(m, -rhs), (2, 1, 0))  # (P, k, lanes)
     d_pre = dz - dinc
     pre_t = jax.vmap(lambda dy, d: jax.jvp(
-        lambda yy, cc: _normalised_pl(model, tuple(yy[i] for i in range(k)), cc),
-        (y_pre, c), (dy, d))[1])(d_pre, dc_only)  # (P, lanes)
-    return PeriodicStart(z, dz, jnp.concatenate([pre[None], pre_t]), status, res, it)
+        lambda yy, cc: _level_slope(model, tuple(yy[i] for i in range(k)), cc),
+        (y_pre, c), (dy, d))[1])(d_pre, dc_only)  # (P, 2, lanes)
+    return PeriodicStart(z, dz, jnp.concatenate([pre[None, 0], pre_t[:, 0]]),
+                         jnp.concatenate([pre[None, 1], pre_t[:, 1]]), status, res, it)
