@@ -33,7 +33,7 @@ def _rhs(A, D, K1, B, C):
         return [-A * n - B * n * n - C * n**3 + D * nd, A * n - D * nd - K1 * nd]
 
     def jac(t, y):
-        n, nd = y
+        n = y[0]
         return [[-A - 2 * B * n - 3 * C * n * n, D], [A, -D - K1]]
 
     return rhs, jac

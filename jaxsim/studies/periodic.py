@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsim.numerics.config import FAILED, SUCCESS, SolverConfig
-from jaxsim.numerics.pulses import deflated_solve, default_tol, pulse_increment
+from jaxsim.numerics.pulses import default_tol, deflated_solve, pulse_increment
 from jaxsim.physics.model import Model
 from jaxsim.studies.instrument import solve_nodes
 
@@ -137,7 +137,7 @@ def periodic_start(model: Model, c: dict, t_period: float, config: SolverConfig,
     carry = (inc, jnp.asarray(0, jnp.int32), jnp.full((lanes,), big),
              jnp.zeros((lanes,), jnp.int32), jnp.zeros((lanes,), bool),
              jnp.zeros((1 + k + P, k, lanes), dtype))
-    z, it, res, st, done, end = jax.lax.while_loop(cond, body, carry)
+    z, it, res, st, _done, end = jax.lax.while_loop(cond, body, carry)
     conv = (res <= tol) & (st == SUCCESS)
     status = jnp.where(conv, SUCCESS, jnp.where(st != SUCCESS, st, FAILED)).astype(jnp.int32)
     y_pre = z - inc
