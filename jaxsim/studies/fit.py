@@ -1100,7 +1100,7 @@ class FitResult:
     def table(self) -> str:
         g = self.gof
         head = f"model {self.model}   loss {self.loss_kind} = {self.loss:.6g}"
-        lines = [head, f"forward model: {self.problem.structure.forward_model}"]
+        lines = [head]
         if self.loss_kind == "poisson":
             lines.append(f"deviance/dof = {self.reduced:.4g} (dof {g.get('dof')}; ~1 for a good "
                          "fit of Poisson counts)")
