@@ -823,8 +823,10 @@ def build_problem(model, ds: DecaySet, *, free: Sequence[str], fixed: Mapping | 
         REP_RATE.check(rep_rate, where="fit")
         rep_rate = float(rep_rate)
         period = 1.0 / rep_rate
-        span = float(tt[0]) + t * w - shift_min  # last bin's end after the earliest pulse
-        before = float(np.max(s_hi if shift_free else s0)) - float(tt[0])  # bins before it
+        used = np.flatnonzero(np.any(mask > 0, axis=0))  # masked (cropped) bins are not compared
+        end = float(tt[used[-1]]) + (w if ds.sampling == "bins" else 0.0)
+        span = end - shift_min  # last compared bin's end after the earliest pulse
+        before = float(np.max(s_hi if shift_free else s0)) - float(tt[used[0]])  # bins before
         if span > period or before > period:
             raise ParameterError(
                 f"rep_rate = {rep_rate!r} Hz: the period 1/rep_rate = {period:.4g} s is shorter "
