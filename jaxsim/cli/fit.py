@@ -146,6 +146,14 @@ def register(subparsers) -> None:
     p.add_argument("--profile", default=None, metavar="NAME",
                    help="also profile the loss over this free parameter, with a 95 %% interval, "
                    "into DIR/profile.json (default: no profile)")
+    p.add_argument("--rep-rate", default=None, metavar="RATE",
+                   help="repetition rate of the laser: each decay is then the periodic steady "
+                   "state of the pulse train (carriers left from earlier pulses included), in Hz "
+                   "or with a unit: 53.78kHz, 1MHz, 1e6 (default: the file's sync rate where its "
+                   "header has one, else a single pulse from the dark)")
+    p.add_argument("--single-pulse", action="store_true",
+                   help="fit a single pulse from the dark even where the file gives a sync rate "
+                   "(default: off)")
     p.add_argument("--no-cache", action="store_true",
                    help="do not use JAX's persistent compilation cache (default: on, in "
                    "$JAXSIM_CACHE_DIR or ~/.cache/jaxsim/jax; JAXSIM_NO_CACHE=1 also turns it off)")
@@ -188,6 +196,47 @@ def _crop(text: str, ds, time_unit: str = "s"):
     if t_lo is not None and t_hi is not None and not t_hi > t_lo:
         raise ParameterError(f"--crop = {text!r}: TMAX is not after TMIN: expected TMIN < TMAX")
     return t_lo, t_hi
+
+
+_RATE_UNITS = {"Hz": 1.0, "kHz": 1e3, "MHz": 1e6, "GHz": 1e9}
+
+
+def parse_rate(text: str, field: str = "--rep-rate") -> float:
+    """Hz from ``"1e6"``, ``"53.78kHz"``, ``"1 MHz"``; a positive finite rate, else a
+    :class:`ParameterError` naming ``field``."""
+    import math
+    import re
+
+    from jaxsim.physics.errors import ParameterError
+
+    m = re.match(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-z]*)\s*$", str(text))
+    unit = m.group(2) if m else None
+    if not m or (unit and unit not in _RATE_UNITS):
+        raise ParameterError(f"{field} = {text!r} is not a rate: expected a number in Hz or with "
+                             f"a unit ({', '.join(_RATE_UNITS)}), e.g. 1e6 or 53.78kHz")
+    value = float(m.group(1)) * _RATE_UNITS[unit or "Hz"]
+    if not (math.isfinite(value) and value > 0):
+        raise ParameterError(f"{field} = {text!r}: expected a repetition rate > 0")
+    return value
+
+
+def rep_rate_of(args, ds) -> float | None:
+    """The fit's repetition rate: --rep-rate, else the file's sync rate, else None (a single
+    pulse); --single-pulse forces None."""
+    from jaxsim.physics.errors import ParameterError
+
+    if getattr(args, "single_pulse", False):
+        if getattr(args, "rep_rate", None) is not None:
+            raise ParameterError("give either --rep-rate or --single-pulse, not both")
+        return None
+    if getattr(args, "rep_rate", None) is not None:
+        return parse_rate(args.rep_rate)
+    import math
+
+    sync = ds.meta.get("sync_rate_hz")
+    if sync is None or not (math.isfinite(float(sync)) and float(sync) > 0):
+        return None  # no (usable) sync rate in the header: a single pulse
+    return float(sync)
 
 
 def run(args) -> int:
@@ -265,13 +314,17 @@ def run(args) -> int:
         except ValueError:
             raise ParameterError(f"--bounds {text!r}: expected NAME=LO:HI") from None
     free = tuple(n.strip() for n in args.free.split(",") if n.strip())
+    rep_rate = rep_rate_of(args, ds)
+    if rep_rate is not None and args.rep_rate is None:
+        say(f"forward model: periodic steady state at the file's sync rate, {rep_rate:g} Hz "
+            "(--single-pulse: a single pulse from the dark)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)  # printed in the table instead
         result = fit(args.model, ds, free=free, fixed=_pairs(args.fix, "--fix"),
                      init=_pairs(args.init, "--init"), bounds=bounds, loss=args.loss,
                      sigma=args.sigma, background=args.background, shift=args.shift,
                      n_starts=args.starts, seed=args.seed, progress=say,
-                     cache=False if args.no_cache else None)
+                     cache=False if args.no_cache else None, rep_rate=rep_rate)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_json(result, out / "fit.json")

@@ -156,6 +156,23 @@ def pulse_increment(model: Model, c: dict) -> jax.Array:
     return jnp.stack([jnp.asarray(v) for v in model.initial_state(c)])
 
 
+def deflated_solve(m, rhs):
+    r"""Solve :math:`M x = b` for the Newton matrix :math:`M = \partial F/\partial z - I` of the
+    one-period map, deflating its null space (``rhs``: (k,) or (k, P)).
+
+    A linear invariant :math:`w \cdot y` of the flow that the pulse does not change (``btd``:
+    charge neutrality) makes :math:`M` singular (:math:`w^\top M = 0`); each left singular
+    vector :math:`u` with a negligible singular value adds :math:`u u^\top` to :math:`M`, which
+    imposes :math:`u \cdot x = 0` and leaves the other equations unchanged (:math:`u \perp`
+    the range of :math:`M` and of a consistent ``rhs``). Used for Newton steps and for the
+    implicit-function derivative :math:`dz^*/d\theta` alike.
+    """
+    u, sv, _vt = jnp.linalg.svd(m)
+    scale = jnp.maximum(1.0, sv[0])
+    null = (sv < 1e-10 * scale).astype(m.dtype)
+    return jnp.linalg.solve(m + scale * (u * null) @ u.T, rhs)
+
+
 class PeriodicState(eqx.Module):
     """Fixed point of the one-period map (scaled), and how it was found."""
 
@@ -212,12 +229,7 @@ def periodic_state(model: Model, c: dict, t_period, config: SolverConfig, solver
         r = fz - z
         res_z = jnp.max(jnp.abs(r) / (1.0 + jnp.abs(z)))
         res_z = jnp.where(jnp.isfinite(res_z), res_z, big)
-        m = jac - eye
-        u, sv, _vt = jnp.linalg.svd(m)
-        scale = jnp.maximum(1.0, sv[0])
-        null = (sv < 1e-10 * scale).astype(dtype)
-        m_defl = m + scale * (u * null) @ u.T
-        dz = jnp.linalg.solve(m_defl, -r)
+        dz = deflated_solve(jac - eye, -r)
         z_newton = jnp.maximum(z + dz, 0.0)
         use_newton = (it < max_newton) & jnp.all(jnp.isfinite(z_newton))
         z_next = jnp.where(use_newton, z_newton, fz)

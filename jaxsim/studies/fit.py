@@ -71,7 +71,8 @@ from jaxsim.physics.parameters import make_params, table_lookup
 from jaxsim.physics.registry import get_model
 from jaxsim.studies.decays import DecaySet
 from jaxsim.studies.instrument import (WINDOW, Layout, convolve_irf, make_layout, solve_nodes,
-                                       unit_curve)
+                                       unit_curve, unit_times)
+from jaxsim.studies.periodic import periodic_start
 
 LOSSES = ("poisson", "lsq", "loglsq")
 
@@ -162,6 +163,16 @@ class Structure:
     layout: Layout
     config: SolverConfig
     n_decays: int
+    #: repetition rate (Hz) of the pulse train: decays start from its periodic steady state
+    #: (:mod:`jaxsim.studies.periodic`); None: a single pulse from the dark
+    rep_rate: float | None = None
+
+    @property
+    def forward_model(self) -> str:
+        """Which forward model, in words (notes, table, fit.json)."""
+        if self.rep_rate is None:
+            return "single pulse from the dark"
+        return f"periodic steady state at {_hz(self.rep_rate)}"
 
     @property
     def m(self) -> int:  # per-decay unknowns
@@ -170,6 +181,13 @@ class Structure:
     @property
     def n_x(self) -> int:
         return len(self.free) + self.n_decays * self.m
+
+
+def _hz(f: float) -> str:
+    for unit, scale in (("GHz", 1e9), ("MHz", 1e6), ("kHz", 1e3)):
+        if f >= scale:
+            return f"{f / scale:.4g} {unit}"
+    return f"{f:.4g} Hz"
 
 
 def _phys_values(s: Structure, theta, fixed_vals: dict, n0):
@@ -229,9 +247,13 @@ def _batch_eval(s: Structure, X, data, fixed, need_jac: bool = True, max_steps=N
         vals["n0"] = n0
         return s.model.coefficients(vals, n0, s.layout.t_ref)
 
-    def unit(F_, p_, d_, sh):  # one row (value or tangent), all lanes
-        return jax.vmap(lambda a, b_, c_, s_: convolve_irf(
-            unit_curve(a, b_, c_, t_first, s_, s.layout), irf, s.layout))(F_, p_, d_, sh)
+    def unit(F_, p_, d_, sh, pre_, slope_):  # one row (value or tangent), all lanes
+        # pre_ + slope_ * t: the signal before the pulse (pulse train), linear in time, which
+        # the node data hold subtracted (exact under a Gaussian response: unit_times)
+        return jax.vmap(lambda a, b_, c_, s_, q_, r_: convolve_irf(
+            unit_curve(a, b_, c_, t_first, s_, s.layout)
+            + q_ + r_ * unit_times(t_first, s_, s.layout), irf, s.layout))(
+                F_, p_, d_, sh, pre_, slope_)
 
     c = coeffs(theta)
     dc = None
@@ -239,11 +261,26 @@ def _batch_eval(s: Structure, X, data, fixed, need_jac: bool = True, max_steps=N
         dirs = jnp.eye(p, dtype=X.dtype)
         dc = jax.vmap(lambda e: jax.jvp(coeffs, (theta,),
                                         (jnp.broadcast_to(e, theta.shape),))[1])(dirs)
-    F, pp, dp, status, steps = solve_nodes(s.model, c, s.layout.n_nodes, s.layout.h, s.config, dc,
-                                           max_steps=max_steps)
+    start = None
+    if s.rep_rate is not None:  # decays start from the pulse train's periodic steady state
+        start = periodic_start(s.model, c, 1.0 / (s.rep_rate * s.layout.t_ref), s.config, dc)
+    F, pp, dp, status, steps = solve_nodes(
+        s.model, c, s.layout.n_nodes, s.layout.h, s.config, dc, max_steps=max_steps,
+        y0=None if start is None else tuple(start.z), dy0=None if start is None else start.dz)
+    if start is None:
+        pre = slope = jnp.zeros((F.shape[0], NL), F.dtype)
+    else:
+        status = jnp.where(start.status != 0, start.status, status)
+        pre, slope = start.pre, start.slope
+        # the node data hold the decay minus the line the signal follows before the pulse
+        # (the end of the previous period), which is added back to every bin
+        tau = jnp.arange(s.layout.n_nodes, dtype=F.dtype) * s.layout.h
+        F = F - pre[:, :, None] * tau - 0.5 * slope[:, :, None] * tau * tau
+        pp = pp - pre[:, :, None] - slope[:, :, None] * tau
+        dp = dp - slope[:, :, None]
     steps = jnp.reshape(steps, (B, K))
     if not need_jac:
-        b = unit(F[0], pp[0], dp[0], shift)
+        b = unit(F[0], pp[0], dp[0], shift, pre[0], slope[0])
         mu = amp[:, None] * b + bg[:, None]
         lv, _, _ = _loss_terms(s.loss, mu, y, mask)
         L = jnp.sum(jnp.reshape(jnp.sum(lv, axis=1), (B, K)), axis=1)
@@ -251,10 +288,12 @@ def _batch_eval(s: Structure, X, data, fixed, need_jac: bool = True, max_steps=N
         ok = jnp.all(st == 0, axis=1) & jnp.isfinite(L)
         return jnp.where(ok, L, jnp.inf), jnp.reshape(mu, (B, K, -1)), st, steps
     # the binned curve is linear in the node data: tangents map through it row by row
-    b_all = jax.vmap(lambda a, b_, c_: unit(a, b_, c_, shift))(F, pp, dp)  # (1 + P, NL, T)
-    b, jb = b_all[0], b_all[1:]
+    b_all = jax.vmap(lambda a, b_, c_, q_, r_: unit(a, b_, c_, shift, q_, r_))(F, pp, dp, pre,
+                                                                              slope)
+    b, jb = b_all[0], b_all[1:]  # (NL, T), (P, NL, T)
     if s.shift_free:
-        _, jbs = jax.jvp(lambda sh: unit(F[0], pp[0], dp[0], sh), (shift,), (jnp.ones_like(shift),))
+        _, jbs = jax.jvp(lambda sh: unit(F[0], pp[0], dp[0], sh, pre[0], slope[0]), (shift,),
+                         (jnp.ones_like(shift),))
         jb = jnp.concatenate([jb, jbs[None]], axis=0)
     mu = amp[:, None] * b + bg[:, None]  # (NL, T)
     cols = [amp[None, :, None] * jb[:p]]  # (P, NL, T)
@@ -628,8 +667,12 @@ def build_problem(model, ds: DecaySet, *, free: Sequence[str], fixed: Mapping | 
                   init: Mapping | None = None, bounds: Mapping | None = None,
                   loss: str | None = None, background: str = "auto", shift: str = "auto",
                   shift_range_bins: float = 10.0, oversample: int = 1,
-                  config: SolverConfig | None = None) -> Problem:
+                  config: SolverConfig | None = None, rep_rate: float | None = None) -> Problem:
     """Assemble a :class:`Problem` (validates names, values, data, bounds).
+
+    ``rep_rate`` (Hz): the decays are the periodic steady state of a pulse train at that rate
+    (:mod:`jaxsim.studies.periodic`); the data window after the pulse must lie within one
+    period. None: a single pulse from the dark.
 
     ``shift="auto"``: free with an instrument response; without one, free (within the bin
     before the rise) where the data rise from a dark start (the pulse is inside the window, as
@@ -774,8 +817,24 @@ def build_problem(model, ds: DecaySet, *, free: Sequence[str], fixed: Mapping | 
     elif config.max_steps < lay.n_nodes // WINDOW + 16:
         raise ParameterError(f"config.max_steps = {config.max_steps}: expected at least "
                              f"{lay.n_nodes // WINDOW + 16} for {lay.n_nodes} solve nodes")
+    if rep_rate is not None:
+        from jaxsim.numerics.pulses import REP_RATE
+
+        REP_RATE.check(rep_rate, where="fit")
+        rep_rate = float(rep_rate)
+        period = 1.0 / rep_rate
+        used = np.flatnonzero(np.any(mask > 0, axis=0))  # masked (cropped) bins are not compared
+        end = float(tt[used[-1]]) + (w if ds.sampling == "bins" else 0.0)
+        span = end - shift_min  # last compared bin's end after the earliest pulse
+        before = float(np.max(s_hi if shift_free else s0)) - float(tt[used[0]])  # bins before
+        if span > period or before > period:
+            raise ParameterError(
+                f"rep_rate = {rep_rate!r} Hz: the period 1/rep_rate = {period:.4g} s is shorter "
+                f"than the data window around the pulse ({max(span, before):.4g} s): expected "
+                "a window within one period (crop the data, or fit a single pulse)")
     s = Structure(model, free, fixed_names, tuple(logs), loss, bool(bg_free), bool(shift_free),
-                  lay, config, k)
+                  lay, config, k, rep_rate)
+    notes.append(f"forward model: {s.forward_model}")
     f64 = lambda a: jnp.asarray(np.asarray(a, np.float64))  # noqa: E731  (strong dtypes: AOT)
     data = {"y": f64(y), "mask": f64(mask), "n0": f64(n0), "bg": f64(np.nan_to_num(bg0)),
             "shift": f64(s0), "t_first": f64(float(tt[0])),
@@ -1011,6 +1070,10 @@ class FitResult:
         red_key = "deviance_per_dof" if self.loss_kind == "poisson" else "reduced_chi2"
         return clean({
             "model": self.model,
+            "forward_model": {"kind": ("single_pulse" if self.problem.structure.rep_rate is None
+                                       else "periodic_steady_state"),
+                              "rep_rate_hz": self.problem.structure.rep_rate,
+                              "description": self.problem.structure.forward_model},
             "params": {n: {"value": p["value"], "stderr": p["stderr"] if p["free"] else None,
                            "stderr_source": p.get("stderr_source"), "free": p["free"],
                            "unit": p["unit"]} for n, p in self.params.items()},
@@ -1160,7 +1223,8 @@ def fit(model, ds: DecaySet, *, free: Sequence[str], fixed: Mapping | None = Non
         n_starts: int = 8, seed: int = 0, oversample: int = 1,
         config: SolverConfig | None = None, shift_range_bins: float = 10.0,
         hessian: str = "gn", spread: float = 1.0, max_iter: int = 100,
-        progress: Callable[[str], None] | None = None, cache: bool | None = None) -> FitResult:
+        progress: Callable[[str], None] | None = None, cache: bool | None = None,
+        rep_rate: float | None = None) -> FitResult:
     """Fit ``model`` to the decays of ``ds`` (a global fit sharing the physical parameters).
 
     Args:
@@ -1181,6 +1245,9 @@ def fit(model, ds: DecaySet, *, free: Sequence[str], fixed: Mapping | None = Non
         progress: called with a line of text at each stage (compiling, iterations, ...).
         cache: JAX's persistent compilation cache (default on, off with
             ``$JAXSIM_NO_CACHE=1``); see :func:`use_compilation_cache`.
+        rep_rate: repetition rate of the pulse train in Hz: each decay is the periodic steady
+            state (carriers left from earlier pulses included); None: a single pulse from the
+            dark.
     """
     t_start = time.perf_counter()
     if sigma is not None and not (np.isfinite(sigma) and sigma > 0):
@@ -1191,7 +1258,7 @@ def fit(model, ds: DecaySet, *, free: Sequence[str], fixed: Mapping | None = Non
         use_compilation_cache()
     pr = build_problem(model, ds, free=free, fixed=fixed, init=init, bounds=bounds, loss=loss,
                        background=background, shift=shift, oversample=oversample, config=config,
-                       shift_range_bins=shift_range_bins)
+                       shift_range_bins=shift_range_bins, rep_rate=rep_rate)
     s, args = pr.structure, pr.args
     say = progress or (lambda msg: None)
     say(f"fit {s.model.name}: {s.n_decays} decay(s) x {s.layout.n_bins} {ds.sampling}, "
@@ -1246,7 +1313,9 @@ def _finish(pr: Problem, res: _LMResult, sigma, ev: _Evaluator, hessian: str, ti
     if not np.any(np.isfinite(Lr)):
         raise RuntimeError(
             f"fit {s.model.name}: every start failed (the solver did not finish within "
-            f"{s.config.max_steps} steps or gave non-finite values): check the bounds and the "
+            f"{s.config.max_steps} steps or gave non-finite values"
+            + ("" if s.rep_rate is None else ", or the periodic steady state of the pulse "
+               "train did not converge") + "): check the bounds and the "
             "initial values, or raise config.max_steps")
     best = int(np.argmin(np.where(np.isfinite(Lr), Lr, np.inf)))
     x = res.X[best]

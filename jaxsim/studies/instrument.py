@@ -184,7 +184,8 @@ def _stack_tangents(c: dict, dc: dict | None, P: int, lanes: int, dtype) -> dict
 
 
 def solve_nodes(model: Model, c: dict, n_nodes: int, h: float, config: SolverConfig,
-                dc: dict | None = None, window: int = WINDOW, max_steps=None):
+                dc: dict | None = None, window: int = WINDOW, max_steps=None, y0=None,
+                dy0=None, states: bool = False):
     r"""Solve scaled decays from the pulse, with forward sensitivities, on the nodes
     :math:`\tau_j = j h`.
 
@@ -208,6 +209,12 @@ def solve_nodes(model: Model, c: dict, n_nodes: int, h: float, config: SolverCon
     Error control as the core's solves: the I-controller on the RMS of the states' local
     error over ``config.rtol``/``config.abs_tol`` (scaled units; :mod:`jaxsim.numerics.config`), the PL integral excluded.
     ``max_steps`` (may be traced: a run-time argument) overrides ``config.max_steps``.
+
+    ``y0`` (n_states, lanes) starts the decays from another state than the pulse from the dark
+    (the periodic steady state of a pulse train), with tangents ``dy0`` (P, n_states, lanes)
+    (default: those of ``model.initial_state``); :math:`\hat p` stays normalised by the PL
+    just after a single pulse from the dark. ``states=True`` also returns the states on the
+    nodes, (1 + P, n_states, lanes, n_nodes), as a sixth result.
     """
     dtype = jnp.float64 if config.dtype == "float64" else jnp.float32
     cap = config.max_steps if max_steps is None else max_steps
@@ -220,7 +227,7 @@ def solve_nodes(model: Model, c: dict, n_nodes: int, h: float, config: SolverCon
     P = 0 if not dc else int(jnp.shape(next(iter(dc.values())))[0])
     dcs = _stack_tangents(c, dc, P, lanes, dtype) if P else None
     y_init = tuple(jnp.broadcast_to(jnp.asarray(v, dtype), (lanes,))
-                   for v in model.initial_state(c))
+                   for v in (model.initial_state(c) if y0 is None else y0))
     ns = len(y_init)
     nv = ns + 1
     R = 1 + P
@@ -247,10 +254,14 @@ def solve_nodes(model: Model, c: dict, n_nodes: int, h: float, config: SolverCon
         return jnp.concatenate([f0, ft], axis=1)
 
     y0 = jnp.stack(y_init + (jnp.zeros((lanes,), dtype),))[:, None, :]
-    if P:
+    if P and dy0 is None:
         s0 = jax.vmap(lambda dcc: jnp.stack(
             jax.jvp(lambda cc: tuple(model.initial_state(cc)), (c,), (dcc,))[1]
             + (jnp.zeros((lanes,), dtype),)), out_axes=1)(dcs)
+        Y0 = jnp.concatenate([y0, s0], axis=1)
+    elif P:
+        s0 = jnp.broadcast_to(jnp.asarray(dy0, dtype), (P, ns, lanes))
+        s0 = jnp.concatenate([jnp.transpose(s0, (1, 0, 2)), jnp.zeros((1, P, lanes), dtype)])
         Y0 = jnp.concatenate([y0, s0], axis=1)
     else:
         Y0 = y0
@@ -341,6 +352,8 @@ def solve_nodes(model: Model, c: dict, n_nodes: int, h: float, config: SolverCon
         dp = jnp.concatenate([dp[None], dpt], axis=0)
     else:
         p, dp = p[None], dp[None]
+    if states:
+        return F, p, dp, status, steps, jnp.transpose(nodes[:, :, :ns, :], (3, 2, 0, 1))
     return F, p, dp, status, steps
 
 
@@ -516,6 +529,20 @@ def unit_curve(F, p, dp, t_first, shift, layout: Layout, config: SolverConfig | 
     idx = jnp.arange(layout.ext_len + 1) + layout.ext_lo
     Fe = _hermite_at(x0 + idx * w, h, F, p, dp)
     return (Fe[1:] - Fe[:-1]) / w
+
+
+def unit_times(t_first, shift, layout: Layout):
+    """Scaled time after the pulse of each value :func:`unit_curve` returns: the bin's centre
+    (bins) or the sample's time (points). A linear function of time convolved with a
+    symmetric (Gaussian) response and averaged over a bin takes its value there, so a linear
+    background in time adds ``a + b * unit_times(...)`` to the unit curve exactly."""
+    x0 = (t_first - shift) / layout.t_ref
+    w = layout.bin_width / layout.t_ref
+    if layout.irf_sigma > 0:
+        idx = jnp.arange(layout.n_bins)
+    else:
+        idx = jnp.arange(layout.ext_len) + layout.ext_lo
+    return x0 + (idx + (0.5 if layout.sampling == "bins" else 0.0)) * w
 
 
 def convolve_irf(b_ext, irf, layout: Layout):
