@@ -37,8 +37,10 @@ def residuals(result) -> np.ndarray:
     return np.where(mask > 0, r, np.nan)
 
 
-def plot_fit(result, out) -> pathlib.Path:
-    """Write data (dots), model (lines) and residuals of every decay to ``out``."""
+def plot_fit(result, out, band=None) -> pathlib.Path:
+    """Write data (dots), model (lines) and residuals of every decay to ``out``; ``band``
+    (lower, upper), each (K, T) in the data's unit: a shaded band per decay (the posterior's
+    95 % band of the model curve)."""
     ds = result.problem.ds
     t_ns = (np.asarray(ds.t) + 0.5 * ds.bin_width * (ds.sampling == "bins")) / 1e-9
     y, mu = np.asarray(ds.y, float), np.asarray(result.mu, float)
@@ -52,6 +54,8 @@ def plot_fit(result, out) -> pathlib.Path:
         lab = f"{ds.labels[k]}  n0 = {ds.n0[k]:.3g} cm$^{{-3}}$"
         ax.plot(t_ns, np.where(y[k] > 0, y[k], np.nan), ".", ms=2, color=colors[k], alpha=0.5)
         ax.plot(t_ns, mu[k], "-", lw=1.2, color=colors[k], label=lab)
+        if band is not None:
+            ax.fill_between(t_ns, band[0][k], band[1][k], color=colors[k], alpha=0.3, lw=0)
         axr.plot(t_ns, res[k], ".", ms=2, color=colors[k], alpha=0.6)
     ax.set_yscale("log")
     ax.set_ylim(bottom=0.5 * floor)
