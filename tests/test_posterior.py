@@ -17,10 +17,10 @@ import pytest
 pytest.importorskip("blackjax")
 az = pytest.importorskip("arviz")
 
-from jaxsim.physics.errors import ParameterError  # noqa: E402
-from jaxsim.studies.decays import from_arrays  # noqa: E402
-from jaxsim.studies.fit import FitWarning, fit  # noqa: E402
-from jaxsim.studies.posterior import Target, _summarise, sample_posterior  # noqa: E402
+from jaxsim.physics.errors import ParameterError
+from jaxsim.studies.decays import from_arrays
+from jaxsim.studies.fit import FitWarning, fit
+from jaxsim.studies.posterior import Target, _summarise, sample_posterior
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 N0 = 1e17
@@ -55,7 +55,7 @@ def test_gradient_from_forward_jacobian_matches_finite_differences(small_fit):
     tg = Target(small_fit, batch=1)
     u = np.array([0.7, -0.4, 0.3])
     g = np.asarray(jax.grad(tg.logdensity)(u))
-    f = lambda v: float(tg.logdensity(v))  # noqa: E731
+    f = lambda v: float(tg.logdensity(v))
     h = 1e-3  # the adaptive solve's own error (rtol 1e-7) limits smaller steps
     fd = np.array([(f(u + h * e) - f(u - h * e)) / (2 * h) for e in np.eye(3)])
     assert np.allclose(g, fd, rtol=1e-4, atol=2e-5 * np.abs(fd).max()), (g, fd)

@@ -196,8 +196,8 @@ def _crop(text: str, ds, time_unit: str = "s"):
 
 def posterior_table(post) -> str:
     """The posterior's summary: median, central 95 % interval, R-hat, bulk ESS per unknown."""
-    lines = [f"posterior: {post.chains} chains x {post.draws} draws (+{post.warmup} warmup), "
-             f"{post.divergences} divergent, {post.seconds.get('total_s', 0):.1f} s"]
+    lines = [(f"posterior: {post.chains} chains x {post.draws} draws (+{post.warmup} warmup), "
+              f"{post.divergences} divergent, {post.seconds.get('total_s', 0):.1f} s")]
     lines.append(f"{'unknown':<16} {'median':>12} {'2.5 %':>12} {'97.5 %':>12} {'R-hat':>7} "
                  f"{'ESS':>7} {'(med-fit)/se':>12}")
     for name, d in post.summary.items():
@@ -313,7 +313,7 @@ def run(args) -> int:
                                     warmup=args.warmup, seed=args.posterior_seed,
                                     priors=priors, progress=say)
         post.save_netcdf(out / "posterior.nc")
-        import jaxsim.plots.corner as corner
+        from jaxsim.plots import corner
 
         corner.plot_corner(post, out / "corner.png")
         for msg in post.warnings:

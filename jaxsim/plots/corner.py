@@ -9,8 +9,8 @@ import pathlib
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
 def plot_corner(post, out, *, max_points: int = 2000, bins: int = 40) -> pathlib.Path:

@@ -40,8 +40,8 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -305,7 +305,7 @@ class Posterior:
                 "priors": {k: [num(v) for v in r] for k, r in self.priors.items()},
                 "params": params, "warnings": list(self.warnings),
                 "seconds": {k: num(v) for k, v in self.seconds.items()},
-                "band": "2.5-97.5 % of the model curve over " f"{self.band_draws} draws"}
+                "band": f"2.5-97.5 % of the model curve over {self.band_draws} draws"}
 
     def inference_data(self):
         """The draws as an ArviZ ``InferenceData`` (posterior in physical units, with a
@@ -399,7 +399,6 @@ def sample_posterior(result: FitResult, *, chains: int = 4, draws: int = 1000,
     kernel = nuts.build_kernel()
     a_init, a_update, a_final = _adaptation(dense_mass, target_accept)
     key = jax.random.PRNGKey(seed)
-    key, k0 = jax.random.split(key)
 
     # starts: the optimum plus its covariance; a start whose solve fails is drawn again closer
     rng = np.random.default_rng(seed)
@@ -456,7 +455,7 @@ def sample_posterior(result: FitResult, *, chains: int = 4, draws: int = 1000,
     carry = (states, astate)
     for i in range(0, warmup, CHUNK):
         j = min(i + CHUNK, warmup)
-        carry, (dv, ns) = warm_chunk(carry, (wkeys[i:j], jnp.asarray(sched[i:j, 0]),
+        carry, (dv, _) = warm_chunk(carry, (wkeys[i:j], jnp.asarray(sched[i:j, 0]),
                                              jnp.asarray(sched[i:j, 1].astype(bool))))
         div_w += int(np.sum(dv))
         say(f"warmup {j}/{warmup}: {tg.evaluations} model evaluations, step size "
