@@ -439,8 +439,19 @@ def sample_posterior(result: FitResult, *, chains: int = 4, draws: int = 1000,
                "tree_depth": info.num_trajectory_expansions}
         return (new, step, imm), out
 
-    warm_chunk = jax.jit(lambda c, xs: jax.lax.scan(warm_step, c, xs))
-    sample_chunk = jax.jit(lambda c, xs: jax.lax.scan(sample_step, c, xs))
+    # strong dtypes in the carry: a weak-typed leaf (a Python float in) turns strong after one
+    # chunk, and each change of type would compile the chunk again
+    def strong(tree):
+        return jax.tree.map(lambda v: jnp.asarray(v, dtype=jnp.result_type(v)), tree)
+
+    warm_jit = jax.jit(lambda c, xs: jax.lax.scan(warm_step, c, xs))
+    sample_jit = jax.jit(lambda c, xs: jax.lax.scan(sample_step, c, xs))
+
+    def warm_chunk(c, xs):
+        return warm_jit(strong(c), xs)
+
+    def sample_chunk(c, xs):
+        return sample_jit(strong(c), xs)
 
     from blackjax.adaptation.window_adaptation import build_schedule
 
