@@ -17,7 +17,8 @@ examples:
   jaxsim fit sample1.csv --model abc --n0-per-watt 1e21 --free A,B --rebin 8 --out out/s1
 
 Writes DIR/fit.json (values and standard errors in SI-cm units), DIR/fit.png (data, model and
-residuals; log scale, time in ns) and prints a table. Exit status 0 when the fit converged, 1
+residuals; log scale, time in ns) and prints a table; with --posterior also DIR/posterior.nc
+and DIR/corner.png. Exit status 0 when the fit converged, 1
 when it did not (results are still written), 2 on bad input.
 """
 
@@ -154,6 +155,23 @@ def register(subparsers) -> None:
     p.add_argument("--single-pulse", action="store_true",
                    help="fit a single pulse from the dark even where the file gives a sync rate "
                    "(default: off)")
+    p.add_argument("--posterior", action="store_true",
+                   help="also sample the posterior of every unknown by NUTS from the fit's "
+                   "optimum (priors log-uniform / uniform over the search ranges; see --prior): "
+                   "DIR/posterior.nc (ArviZ), DIR/corner.png, a 'posterior' block in fit.json, "
+                   "95 %% bands on fit.png (default: off; needs pip install 'jaxsim[posterior]')")
+    p.add_argument("--draws", type=int, default=1000, metavar="N",
+                   help="posterior draws kept per chain (default 1000)")
+    p.add_argument("--chains", type=int, default=4, metavar="C",
+                   help="posterior chains, run together in one batch (default 4)")
+    p.add_argument("--warmup", type=int, default=300, metavar="N",
+                   help="adaptation iterations per chain before the draws (default 300; the "
+                   "chains start whitened by the fit's covariance)")
+    p.add_argument("--posterior-seed", type=int, default=0, metavar="S",
+                   help="random seed of the posterior sampler (default 0)")
+    p.add_argument("--prior", action="append", default=[], metavar="NAME=LO:HI",
+                   help="prior range of a free parameter in its unit (repeatable; log-uniform "
+                   "for log-scaled parameters, uniform otherwise; default: its search range)")
     p.add_argument("--no-cache", action="store_true",
                    help="do not use JAX's persistent compilation cache (default: on, in "
                    "$JAXSIM_CACHE_DIR or ~/.cache/jaxsim/jax; JAXSIM_NO_CACHE=1 also turns it off)")
@@ -237,6 +255,16 @@ def rep_rate_of(args, ds) -> float | None:
     if sync is None or not (math.isfinite(float(sync)) and float(sync) > 0):
         return None  # no (usable) sync rate in the header: a single pulse
     return float(sync)
+def posterior_table(post) -> str:
+    """The posterior's summary: median, central 95 % interval, R-hat, bulk ESS per unknown."""
+    lines = [(f"posterior: {post.chains} chains x {post.draws} draws (+{post.warmup} warmup), "
+              f"{post.divergences} divergent, {post.seconds.get('total_s', 0):.1f} s")]
+    lines.append(f"{'unknown':<16} {'median':>12} {'2.5 %':>12} {'97.5 %':>12} {'R-hat':>7} "
+                 f"{'ESS':>7} {'(med-fit)/se':>12}")
+    for name, d in post.summary.items():
+        lines.append(f"{name:<16} {d['median']:12.4e} {d['q2.5']:12.4e} {d['q97.5']:12.4e} "
+                     f"{d['rhat']:7.4f} {d['ess_bulk']:7.0f} {d['median_offset_sigma']:12.2f}")
+    return "\n".join(lines)
 
 
 def run(args) -> int:
@@ -318,6 +346,27 @@ def run(args) -> int:
     if rep_rate is not None and args.rep_rate is None:
         say(f"forward model: periodic steady state at the file's sync rate, {rep_rate:g} Hz "
             "(--single-pulse: a single pulse from the dark)")
+    priors = {}
+    for text in args.prior:
+        name, _, rng = text.partition("=")
+        lo, _, hi = rng.partition(":")
+        try:
+            priors[name.strip()] = (float(lo), float(hi))
+        except ValueError:
+            raise ParameterError(f"--prior {text!r}: expected NAME=LO:HI in the parameter's "
+                                 "unit, e.g. k_D=1e-11:1e-8") from None
+    if priors and not args.posterior:
+        raise ParameterError("--prior is given without --posterior: expected both")
+    if args.posterior:
+        for what, v, least in (("--draws", args.draws, 1), ("--chains", args.chains, 1),
+                               ("--warmup", args.warmup, 0)):
+            if v < least:
+                raise ParameterError(f"{what} = {v}: expected an integer >= {least}")
+        try:  # only with --posterior: a plain fit does not pay for these imports
+            from jaxsim.studies.posterior import sample_posterior
+        except ImportError as e:
+            raise ParameterError(f"--posterior needs blackjax and arviz ({e}): "
+                                 "pip install 'jaxsim[posterior]'") from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)  # printed in the table instead
         result = fit(args.model, ds, free=free, fixed=_pairs(args.fix, "--fix"),
@@ -327,14 +376,31 @@ def run(args) -> int:
                      cache=False if args.no_cache else None, rep_rate=rep_rate)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    save_json(result, out / "fit.json")
+    post = None
+    if args.posterior:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FitWarning)  # printed below instead
+            post = sample_posterior(result, chains=args.chains, draws=args.draws,
+                                    warmup=args.warmup, seed=args.posterior_seed,
+                                    priors=priors, progress=say)
+        post.save_netcdf(out / "posterior.nc")
+        from jaxsim.plots import corner
+
+        corner.plot_corner(post, out / "corner.png")
+        for msg in post.warnings:
+            print(f"warning: {msg}", file=sys.stderr, flush=True)
+    save_json(result, out / "fit.json", extra={"posterior": post.to_json()} if post else None)
     if args.profile:
         save_profile_json(profile_likelihood(result, args.profile), out / "profile.json")
     if args.profile:
         say(f"profiled {args.profile}")
     loader.join()
     plot_fit = plots.get("mod") or importlib.import_module("jaxsim.plots.fit")
-    plot_fit.plot_fit(result, out / "fit.png")
+    plot_fit.plot_fit(result, out / "fit.png",
+                      band=None if post is None or post.band is None else post.band[[0, 2]])
     print(result.table())
+    if post is not None:
+        print(posterior_table(post))
+        say(f"wrote {out / 'posterior.nc'} and {out / 'corner.png'}")
     say(f"wrote {out / 'fit.json'} and {out / 'fit.png'}")
     return 0 if result.converged else 1

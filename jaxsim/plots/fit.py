@@ -82,20 +82,20 @@ def residual_label(loss_kind: str) -> str:
             "loglsq": "log residual / noise\nln(y/μ)/σ"}.get(loss_kind, "residual")
 
 
-def plot_fit(result, out, *, bands=None) -> pathlib.Path:
+def plot_fit(result, out, *, band=None) -> pathlib.Path:
     """Write :func:`fit_figure` of ``result`` to ``out``."""
-    fig = fit_figure(result, bands=bands)
+    fig = fit_figure(result, band=band)
     out = pathlib.Path(out)
     fig.savefig(out, dpi=130)
     plt.close(fig)
     return out
 
 
-def fit_figure(result, *, bands=None):
+def fit_figure(result, *, band=None):
     """Data (dots), model (lines, over the fitted bins only) and normalised residuals of
     every decay to ``out``; the title gives each free parameter with its standard error.
 
-    ``bands``: optional ``(lo, hi)`` arrays (K, T) drawn as shaded bands around the model (a
+    ``band``: optional ``(lo, hi)`` arrays (K, T) drawn as shaded bands around the model (a
     posterior-predictive interval)."""
     ds = result.problem.ds
     t_ns = (np.asarray(ds.t) + 0.5 * ds.bin_width * (ds.sampling == "bins")) / 1e-9
@@ -113,8 +113,8 @@ def fit_figure(result, *, bands=None):
         ax.plot(t_ns, np.where(y[k] > 0, y[k], np.nan), ".", ms=3, color=c, alpha=0.45,
                 mec="none")
         ax.plot(t_ns, np.where(fitted[k], mu[k], np.nan), "-", lw=1.4, color=c, label=lab)
-        if bands is not None:
-            lo, hi = (np.asarray(b, float)[k] for b in bands)
+        if band is not None:
+            lo, hi = (np.asarray(b, float)[k] for b in band)
             ax.fill_between(t_ns, np.where(fitted[k], lo, np.nan), np.where(fitted[k], hi, np.nan),
                             color=c, alpha=0.25, lw=0)
         axr.plot(t_ns, res[k], ".", ms=3, color=c, alpha=0.55, mec="none")

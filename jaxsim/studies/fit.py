@@ -1517,10 +1517,11 @@ def fit_many(*args, **kwargs):
     return _fit_many(*args, **kwargs)
 
 
-def save_json(result: FitResult, path) -> None:
-    """Write ``result.to_json()`` (strict JSON: non-finite numbers become null)."""
+def save_json(result: FitResult, path, extra: Mapping | None = None) -> None:
+    """Write ``result.to_json()`` and the blocks of ``extra`` (e.g. ``{"posterior": ...}``)
+    (strict JSON: non-finite numbers become null)."""
     with open(path, "w") as fh:
-        json.dump(result.to_json(), fh, indent=2, allow_nan=False)
+        json.dump({**result.to_json(), **dict(extra or {})}, fh, indent=2, allow_nan=False)
 
 
 def save_profile_json(prof: dict, path) -> None:
