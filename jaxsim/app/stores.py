@@ -372,7 +372,8 @@ def point_decay(spec, values: dict[str, float]) -> dict:
     t_sum = summary_grid(spec)
     sol, accumulation = _solve(model, params, t_sum, config, rep_rate)
     out: dict = {"summaries": {}, "solver": sol.solver, "params": params, "rep_rate": rep_rate}
-    names = [s for s in spec.summaries if s != "carrier_accumulation_percent"]
+    names = [s for s in (*spec.summaries, *spec.window_flags())
+             if s != "carrier_accumulation_percent"]
     if rep_rate is None:
         try:
             s = summaries(sol, names, spec.diffusion_coefficient)
