@@ -267,6 +267,21 @@ def posterior_table(post) -> str:
     return "\n".join(lines)
 
 
+def parse_ranges(texts, option: str) -> dict:
+    """``["k_D=1e-11:1e-8", ...]`` -> ``{"k_D": (1e-11, 1e-8)}``; a clear error naming ``option``."""
+    from jaxsim.physics.errors import ParameterError
+
+    out = {}
+    for text in texts:
+        name, _, rng = text.partition("=")
+        lo, _, hi = rng.partition(":")
+        try:
+            out[name.strip()] = (float(lo), float(hi))
+        except ValueError:
+            raise ParameterError(f"{option} {text!r}: expected NAME=LO:HI") from None
+    return out
+
+
 def run(args) -> int:
     import time
     import warnings
@@ -333,14 +348,7 @@ def run(args) -> int:
         if not fwhm > 0:
             raise ParameterError(f"--irf-fwhm = {args.irf_fwhm!r}: expected a width > 0")
         ds = ds.with_gaussian_irf(fwhm)
-    bounds = {}
-    for text in args.bounds:
-        name, _, rng = text.partition("=")
-        lo, _, hi = rng.partition(":")
-        try:
-            bounds[name.strip()] = (float(lo), float(hi))
-        except ValueError:
-            raise ParameterError(f"--bounds {text!r}: expected NAME=LO:HI") from None
+    bounds = parse_ranges(args.bounds, "--bounds")
     free = tuple(n.strip() for n in args.free.split(",") if n.strip())
     rep_rate = rep_rate_of(args, ds)
     if rep_rate is not None and args.rep_rate is None:

@@ -14,7 +14,7 @@ def run_pixels(args, say) -> int:
     import numpy as np
 
     from jaxsim import io as D
-    from jaxsim.cli.fit import _crop, _floats, _pairs
+    from jaxsim.cli.fit import _crop, _floats, _pairs, parse_ranges
     from jaxsim.io.images import read_image
     from jaxsim.io.maps import write_maps
     from jaxsim.physics.errors import ParameterError
@@ -57,14 +57,7 @@ def run_pixels(args, say) -> int:
     if skip.all():
         raise ParameterError(f"--min-counts = {args.min_counts:g}: no pixel has that many photons "
                              f"(most: {float(image.counts.max()):g})")
-    bounds = {}
-    for text in args.bounds:
-        name, _, rng = text.partition("=")
-        lo, _, hi = rng.partition(":")
-        try:
-            bounds[name.strip()] = (float(lo), float(hi))
-        except ValueError:
-            raise ParameterError(f"--bounds {text!r}: expected NAME=LO:HI") from None
+    bounds = parse_ranges(args.bounds, "--bounds")
     free = tuple(n.strip() for n in args.free.split(",") if n.strip())
     fixed, init = _pairs(args.fix, "--fix"), _pairs(args.init, "--init")
     cache = False if args.no_cache else None
