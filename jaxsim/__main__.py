@@ -1,5 +1,3 @@
-import sys
+from jaxsim.cli import entry
 
-from jaxsim.cli import main
-
-sys.exit(main())
+entry()

@@ -97,5 +97,28 @@ def _run(args) -> int:
         return 2
 
 
+def entry() -> None:
+    """The ``jaxsim`` command: :func:`main`, then exit without tearing the interpreter down.
+
+    Everything a command writes is closed when it returns; freeing JAX's, XLA's and
+    matplotlib's objects one by one at exit took ~0.3 s of every run (a tenth of a fit), so
+    the exit handlers run and the process ends there."""
+    import atexit
+    import os
+    import threading
+
+    rc = main()
+    for thread in threading.enumerate():  # what the interpreter would wait for at exit
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more to say
+            pass
+    os._exit(rc)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
