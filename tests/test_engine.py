@@ -350,3 +350,31 @@ def test_default_tail_halvings():
 
     assert default_tail_halvings(TAIL_FROM_CHUNKS - 1) == 0
     assert default_tail_halvings(TAIL_FROM_CHUNKS) == (2 if jax.default_backend() == "cpu" else 0)
+
+
+def test_tsit5_tableau_is_diffrax_s():
+    """The written-out tableau (the engine's and the fit's integrator) is diffrax's Tsit5 bit
+    for bit, and FSAL: the last stage's input is the solution."""
+    import diffrax
+
+    from jaxsim.numerics.engine.tableau import TSIT5
+
+    tab = diffrax.Tsit5.tableau
+    assert TSIT5.a == tuple(tuple(float(x) for x in row) for row in tab.a_lower)
+    assert TSIT5.c == (0.0,) + tuple(float(x) for x in tab.c)
+    assert TSIT5.b_err == tuple(float(x) for x in tab.b_error)
+    assert TSIT5.a[-1] + (0.0,) == tuple(float(x) for x in tab.b_sol)
+
+
+def test_fit_path_does_not_import_diffrax():
+    """A fit steps its own integrator: importing the fit and the command line leaves diffrax
+    (~0.3 s of every fresh process) unloaded until a solve needs it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, jaxsim.studies.fit, jaxsim.cli.fit, jaxsim.numerics; "
+            "print('diffrax' in sys.modules); "
+            "from jaxsim.numerics.config import SolverConfig; SolverConfig().diffrax_solver(); "
+            "print('diffrax' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsim.numerics import _diffrax as diffrax
 from jaxsim.physics.errors import ParameterError
 from jaxsim.physics.model import NS, Model
 
@@ -38,12 +38,13 @@ STATUS_MESSAGES = (
 SUCCESS, MAX_STEPS, FAILED, NON_FINITE = range(4)
 
 
+#: the solvers by name (the diffrax class each name means)
 SOLVERS = {
-    "tsit5": diffrax.Tsit5,
-    "dopri5": diffrax.Dopri5,
-    "dopri8": diffrax.Dopri8,
-    "kvaerno5": diffrax.Kvaerno5,
-    "kvaerno3": diffrax.Kvaerno3,
+    "tsit5": "Tsit5",
+    "dopri5": "Dopri5",
+    "dopri8": "Dopri8",
+    "kvaerno5": "Kvaerno5",
+    "kvaerno3": "Kvaerno3",
 }
 
 
@@ -101,7 +102,7 @@ class SolverConfig:
         """The diffrax solver ``name`` (default ``self.solver``; ``auto`` without concrete
         values to choose by, as under ``jit``, means Tsit5)."""
         name = name or self.solver
-        return SOLVERS["tsit5" if name == "auto" else name]()
+        return getattr(diffrax, SOLVERS["tsit5" if name == "auto" else name])()
 
     def diffrax_adjoint(self, forward: bool | None = None):
         """How derivatives pass through a solve: forward mode (``jax.jvp``/``jacfwd``) or

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import diffrax
 import jax.numpy as jnp
 
+from jaxsim.numerics import _diffrax as diffrax
 from jaxsim.numerics.config import FAILED, MAX_STEPS, NON_FINITE, SUCCESS, SolverConfig
 from jaxsim.physics.model import Model, pl_scale
 

@@ -45,13 +45,13 @@ from __future__ import annotations
 
 import functools
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxsim import observables
+from jaxsim.numerics import _diffrax as diffrax
 from jaxsim.numerics.config import (
     DTYPES,
     FAILED,

@@ -20,12 +20,12 @@ the solver rule (``solver="auto"``) and the meaning of ``rtol`` from
 
 from __future__ import annotations
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsim.numerics import _diffrax as diffrax
 from jaxsim.numerics.config import (
     DTYPES,
     STATUS_MESSAGES,

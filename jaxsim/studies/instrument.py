@@ -42,12 +42,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxsim.numerics.config import MAX_STEPS, NON_FINITE, SUCCESS, SolverConfig
+from jaxsim.numerics.engine.tableau import TSIT5
 from jaxsim.physics.model import Model
 
 #: nodes written per step at most (a step is cut short so that it covers no more)
@@ -125,14 +125,9 @@ def make_layout(n_bins: int, bin_width: float, t_first: float, *, sampling: str 
 
 # -- the node solver ----------------------------------------------------------------------------
 
-def _tsit5():
-    tab = diffrax.Tsit5.tableau
-    a = tuple(tuple(float(x) for x in row) for row in tab.a_lower)
-    c = (0.0,) + tuple(float(x) for x in tab.c)
-    return a, c, tuple(float(x) for x in tab.b_sol), tuple(float(x) for x in tab.b_error)
-
-
-_A, _C, _B_SOL, _B_ERR = _tsit5()
+# the engine's Tsit5 (FSAL: the solution's weights are the last row of a, then 0)
+_A, _C, _B_ERR = TSIT5.a, TSIT5.c, TSIT5.b_err
+_B_SOL = TSIT5.a[-1] + (0.0,)
 
 
 def _tsit5_dense() -> np.ndarray:
