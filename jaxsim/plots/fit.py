@@ -86,7 +86,7 @@ def plot_fit(result, out, *, band=None) -> pathlib.Path:
     """Write :func:`fit_figure` of ``result`` to ``out``."""
     fig = fit_figure(result, band=band)
     out = pathlib.Path(out)
-    fig.savefig(out, dpi=130)
+    fig.savefig(out, dpi=fig.dpi)
     plt.close(fig)
     return out
 
@@ -102,7 +102,7 @@ def fit_figure(result, *, band=None):
     y, mu = np.asarray(ds.y, float), np.asarray(result.mu, float)
     fitted = np.asarray(ds.mask) > 0
     res = residuals(result)
-    fig, (ax, axr) = plt.subplots(2, 1, figsize=(7.5, 6.4), sharex=True,
+    fig, (ax, axr) = plt.subplots(2, 1, figsize=(7.5, 6.4), dpi=130, sharex=True,
                                   gridspec_kw={"height_ratios": [3, 1]})
     colors = decay_colors(ds.n_decays)
     shown = y[fitted & (y > 0)]
@@ -137,6 +137,7 @@ def fit_figure(result, *, band=None):
     axr.set_xlabel("time (ns)")
     axr.set_xlim(t_ns[fitted.any(axis=0)].min() if fitted.any() else t_ns[0], t_ns[-1])
     fig.tight_layout()
-    legend_clear_of_data(ax, outside="top", fontsize=7)
-    fig.tight_layout()
+    leg = legend_clear_of_data(ax, outside="top", draw=False, fontsize=7)  # laid out above
+    if getattr(leg, "_jaxsim_outside", False):  # a legend inside the axes moves nothing
+        fig.tight_layout()
     return fig

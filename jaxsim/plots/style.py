@@ -231,10 +231,10 @@ def _data_display_points(ax, per_segment: int = 12) -> np.ndarray:
         d = line.get_transform().transform(xy)
         ok = np.all(np.isfinite(d), axis=1)
         if line.get_linestyle() not in ("None", "", " ", "none"):
-            for a, b, oa, ob in zip(d[:-1], d[1:], ok[:-1], ok[1:]):
-                if oa and ob:
-                    f = np.linspace(0, 1, per_segment, endpoint=False)[:, None]
-                    pts.append(a + f * (b - a))
+            seg = ok[:-1] & ok[1:]
+            a, b = d[:-1][seg], d[1:][seg]
+            f = np.linspace(0, 1, per_segment, endpoint=False)[None, :, None]
+            pts.append((a[:, None, :] + f * (b - a)[:, None, :]).reshape(-1, 2))
         pts.append(d[ok])
     from matplotlib.collections import LineCollection, PathCollection
 
@@ -262,9 +262,10 @@ def _data_display_points(ax, per_segment: int = 12) -> np.ndarray:
     return p[keep]
 
 
-def data_under(ax, bbox) -> int:
-    """How many data points of ``ax`` (display coordinates) fall inside ``bbox``."""
-    p = _data_display_points(ax)
+def data_under(ax, bbox, points=None) -> int:
+    """How many data points of ``ax`` (display coordinates; ``points`` when already at hand
+    from :func:`_data_display_points`) fall inside ``bbox``."""
+    p = _data_display_points(ax) if points is None else points
     if not len(p):
         return 0
     return int(np.sum((p[:, 0] >= bbox.x0) & (p[:, 0] <= bbox.x1)
@@ -292,12 +293,13 @@ def legend_clear_of_data(ax, *, outside: str = "right", draw: bool = True, **kw)
         fig.draw_without_rendering()
     renderer = fig.canvas.get_renderer()
     texts = _text_boxes(ax, renderer)
+    points = _data_display_points(ax)
     covered = {}
     for loc in LEGEND_PLACES:
         leg = ax.legend(loc=loc, **kw)
         leg.draw(renderer)  # places it (cheap: the legend alone)
         bb = leg.get_window_extent(renderer).padded(4)
-        covered[loc] = data_under(ax, bb) + 1000 * sum(bb.overlaps(t) for t in texts)
+        covered[loc] = data_under(ax, bb, points) + 1000 * sum(bb.overlaps(t) for t in texts)
         if covered[loc] == 0:
             return leg
         leg.remove()
