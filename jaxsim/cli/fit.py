@@ -303,11 +303,15 @@ def run(args) -> int:
     import importlib
     import threading
 
-    # the figure's libraries load in a thread while the fit compiles (XLA releases the GIL)
+    # the figure's libraries load in a thread while XLA compiles the fit (it holds no Python
+    # lock then); started earlier, the import would slow down the reading and tracing
     plots = {}
     loader = threading.Thread(target=lambda: plots.setdefault(
         "mod", importlib.import_module("jaxsim.plots.fit")), daemon=True)
-    loader.start()
+
+    def start_loader():
+        if loader.ident is None:
+            loader.start()
 
     from jaxsim import io as D
     from jaxsim.physics.errors import ParameterError
@@ -381,7 +385,8 @@ def run(args) -> int:
                      init=_pairs(args.init, "--init"), bounds=bounds, loss=args.loss,
                      sigma=args.sigma, background=args.background, shift=args.shift,
                      n_starts=args.starts, seed=args.seed, progress=say,
-                     cache=False if args.no_cache else None, rep_rate=rep_rate)
+                     cache=False if args.no_cache else None, rep_rate=rep_rate,
+                     while_compiling=start_loader)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     post = None
@@ -402,7 +407,8 @@ def run(args) -> int:
         save_profile_json(profile_likelihood(result, args.profile), out / "profile.json")
     if args.profile:
         say(f"profiled {args.profile}")
-    loader.join()
+    if loader.ident is not None:
+        loader.join()
     plot_fit = plots.get("mod") or importlib.import_module("jaxsim.plots.fit")
     plot_fit.plot_fit(result, out / "fit.png",
                       band=None if post is None or post.band is None else post.band[[0, 2]])

@@ -330,10 +330,30 @@ def _broadcast_data(data, B):
 
 _PROGRAMS: dict = {}
 
+#: XLA:CPU options for the fit's programs: with the classic fusion emitters the fit's program
+#: compiles in ~0.6x the time and runs as fast (docs/performance.md, "Fit start-up")
+CPU_COMPILE_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 
-def _program(kind: str, s: Structure, batch: int, example_args, progress=None):
+
+def compile_lowered(lowered):
+    """``lowered.compile()``, with :data:`CPU_COMPILE_OPTIONS` on a CPU (a jaxlib that no
+    longer knows an option compiles with its defaults)."""
+    if jax.default_backend() == "cpu":
+        try:
+            return lowered.compile(compiler_options=CPU_COMPILE_OPTIONS)
+        except Exception as err:  # jaxlib raises its own error type
+            if "compile option" not in str(err):
+                raise
+    return lowered.compile()
+
+
+def _program(kind: str, s: Structure, batch: int, example_args, progress=None,
+             while_compiling=None):
     """The compiled program ``kind`` for structure ``s`` and batch size ``batch`` (AOT:
-    traced and compiled once per process, loaded from the persistent cache when there)."""
+    traced and compiled once per process, loaded from the persistent cache when there).
+
+    ``while_compiling()`` is called just before XLA compiles (never when the program is
+    already at hand): XLA holds no Python lock, so a thread started there runs beside it."""
     key = (kind, s, batch)
     if key in _PROGRAMS:
         return _PROGRAMS[key]
@@ -355,7 +375,9 @@ def _program(kind: str, s: Structure, batch: int, example_args, progress=None):
     t0 = time.perf_counter()
     lowered = jax.jit(fn).lower(X, example_args)
     t1 = time.perf_counter()
-    compiled = lowered.compile()
+    if while_compiling is not None:
+        while_compiling()
+    compiled = compile_lowered(lowered)
     t2 = time.perf_counter()
     hit = _CACHE_STATE["hits"] > hits0
     info = {"trace_s": t1 - t0, "compile_s": t2 - t1, "cache_hit": hit,
@@ -380,12 +402,14 @@ class _Evaluator:
     stiff corner of the search range fail fast instead of holding up the batch), and raised
     (up to 64 x) when every point of a call hits it."""
 
-    def __init__(self, s: Structure, args, batch: int, progress=None, kind="jac"):
+    def __init__(self, s: Structure, args, batch: int, progress=None, kind="jac",
+                 while_compiling=None):
         self.s, self.batch, self.kind = s, int(batch), kind
         self.cap0 = int(s.config.max_steps)
         self.cap = self.cap0
         self.args = dict(args, max_steps=jnp.asarray(self.cap, jnp.int32))
-        self.prog, self.info = _program(kind, s, self.batch, self.args, progress)
+        self.prog, self.info = _program(kind, s, self.batch, self.args, progress,
+                                        while_compiling)
         self.calls = 0
         self.time = 0.0
 
@@ -1224,7 +1248,8 @@ def fit(model, ds: DecaySet, *, free: Sequence[str], fixed: Mapping | None = Non
         config: SolverConfig | None = None, shift_range_bins: float = 10.0,
         hessian: str = "gn", spread: float = 1.0, max_iter: int = 100,
         progress: Callable[[str], None] | None = None, cache: bool | None = None,
-        rep_rate: float | None = None) -> FitResult:
+        rep_rate: float | None = None,
+        while_compiling: Callable[[], None] | None = None) -> FitResult:
     """Fit ``model`` to the decays of ``ds`` (a global fit sharing the physical parameters).
 
     Args:
@@ -1248,6 +1273,9 @@ def fit(model, ds: DecaySet, *, free: Sequence[str], fixed: Mapping | None = Non
         rep_rate: repetition rate of the pulse train in Hz: each decay is the periodic steady
             state (carriers left from earlier pulses included); None: a single pulse from the
             dark.
+        while_compiling: called once just before XLA compiles the fit's program (not when
+            it is already compiled in this process); a thread it starts runs beside the
+            compiler, which holds no Python lock (the command line loads its figure there).
     """
     t_start = time.perf_counter()
     if sigma is not None and not (np.isfinite(sigma) and sigma > 0):
@@ -1277,7 +1305,7 @@ def fit(model, ds: DecaySet, *, free: Sequence[str], fixed: Mapping | None = Non
     if n_starts > 1:
         X[1:, :p] = a + (b - a) * _latin(rng, n_starts - 1, p)
     t_build = time.perf_counter()
-    ev = _Evaluator(s, args, n_starts, progress)
+    ev = _Evaluator(s, args, n_starts, progress, while_compiling=while_compiling)
     t_comp = time.perf_counter()
     n_data = _n_data(s, args)
     scale = _scale_fn(s, n_data, sigma)
