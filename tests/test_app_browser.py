@@ -1,7 +1,8 @@
 """The explorer in a real browser: headless Chromium (Debian's package) driven by Playwright.
 
 A module-scoped server (``python -m jaxsim app STORE tests/data --port P``, a subprocess on a
-free port) and browser; each test loads a page as a lab member would. A failing test leaves a
+free port) and browser (both from tests/browser_support.py, shared with
+tests/test_app_browser_more.py); each test loads a page as a lab member would. A failing test leaves a
 screenshot in $JAXSIM_TEST_ARTIFACTS (default /tmp/jaxsim-test-screenshots). Skipped, with the
 reason, where Chromium, Playwright or Dash is missing.
 """
@@ -9,25 +10,15 @@ reason, where Chromium, Playwright or Dash is missing.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import shutil
-import socket
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
+from browser_support import HERE, app_server, launch_browser, open_page
 
 pytestmark = pytest.mark.browser
 
-HERE = pathlib.Path(__file__).resolve().parent
 DATA = HERE / "data" / "BT_TRPL_processed.txt"
-ARTIFACTS = pathlib.Path(os.environ.get("JAXSIM_TEST_ARTIFACTS", "/tmp/jaxsim-test-screenshots"))
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 
 SPEC = """
 name = "app-test"
@@ -47,26 +38,9 @@ summaries = ["tau_mean_pl", "plqy", "share_trapping", "diffusion_length"]
 """
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
 @pytest.fixture(scope="module")
 def browser():
-    pytest.importorskip("dash", reason="the app extra is not installed (pip install -e '.[app]')")
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="playwright is not installed (pip install -e '.[app]')")
-    exe = _chromium()
-    if exe is None:
-        pytest.skip("no Chromium found (apt-get install -y chromium chromium-driver)")
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    yield from launch_browser()
 
 
 @pytest.fixture(scope="module")
@@ -80,59 +54,16 @@ def store(tmp_path_factory):
     return path, spec
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(store, browser, tmp_path_factory):
-    port = _free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    env = dict(os.environ, PYTHONPATH=str(HERE.parent) + os.pathsep + os.environ.get(
-        "PYTHONPATH", ""))
-    with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "jaxsim", "app", str(store[0]),
-                                 str(HERE / "data"), "--port", str(port), "--no-browser"],
-                                stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=HERE.parent)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"the server exited: {log.read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.terminate()
-        pytest.fail(f"the server did not start within 120 s: {log.read_text()}")
-    yield {"url": f"http://127.0.0.1:{port}", "proc": proc, "log": log}
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with app_server([str(store[0]), str(HERE / "data")], log) as srv:
+        yield srv
 
 
 @pytest.fixture
 def page(browser, server, request):
-    ctx = browser.new_context(viewport={"width": 1440, "height": 1000})
-    pg = ctx.new_page()
-    external = []
-    pg.on("request", lambda r: external.append(r.url)
-          if not r.url.startswith((server["url"], "data:", "blob:")) else None)
-    pg.set_default_timeout(60_000)
-    yield pg
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        shot = ARTIFACTS / f"{request.node.name}.png"
-        pg.screenshot(path=str(shot), full_page=True)
-        print(f"screenshot of the failing page: {shot}")
-    ctx.close()
-    assert not external, f"the page asked for something off this server: {external[:3]}"
+    yield from open_page(browser, server, request)
 
 
 def _floats(cells):

@@ -8,22 +8,19 @@ missing); screenshots of each page state go to $JAXSIM_TEST_ARTIFACTS
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import socket
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
-
-from test_app_browser import ARTIFACTS, CHROMIUM_ARGS, DATA, _chromium, _free_port
+from browser_support import ARTIFACTS, app_server, launch_browser, open_page
+from test_app_browser import DATA
 from test_app_fit_inputs import write_hzb, write_irf
 
 pytestmark = pytest.mark.browser
 
-HERE = pathlib.Path(__file__).resolve().parent
+#: each page state is kept as a screenshot (browser_support.open_page)
+SCREENSHOT_EVERY_PAGE = True
 
 SPEC = """
 name = "app-curves"
@@ -46,16 +43,7 @@ curves = { vars = ["n", "n_d", "pl_norm"], ts = { linspace = [0.0, 2e-6, 201] } 
 
 @pytest.fixture(scope="module")
 def browser():
-    pytest.importorskip("dash", reason="the app extra is not installed (pip install -e '.[app]')")
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="playwright is not installed (pip install -e '.[app]')")
-    exe = _chromium()
-    if exe is None:
-        pytest.skip("no Chromium found (apt-get install -y chromium chromium-driver)")
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    yield from launch_browser()
 
 
 @pytest.fixture(scope="module")
@@ -72,47 +60,14 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(files, browser, tmp_path_factory):
-    port = _free_port()
     log = tmp_path_factory.mktemp("server_more") / "server.log"
-    env = dict(os.environ, PYTHONPATH=str(HERE.parent) + os.pathsep + os.environ.get(
-        "PYTHONPATH", ""))
-    with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "jaxsim", "app", str(files["store"]),
-                                 "--port", str(port), "--no-browser"],
-                                stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=HERE.parent)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"the server exited: {log.read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.terminate()
-        pytest.fail(f"the server did not start within 120 s: {log.read_text()}")
-    yield {"url": f"http://127.0.0.1:{port}", "proc": proc, "log": log}
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with app_server([str(files["store"])], log) as srv:
+        yield srv
 
 
 @pytest.fixture
 def page(browser, server, request):
-    ctx = browser.new_context(viewport={"width": 1440, "height": 1000})
-    pg = ctx.new_page()
-    external = []
-    pg.on("request", lambda r: external.append(r.url)
-          if not r.url.startswith((server["url"], "data:", "blob:")) else None)
-    pg.set_default_timeout(60_000)
-    yield pg
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-    ctx.close()
-    assert not external, f"the page asked for something off this server: {external[:3]}"
+    yield from open_page(browser, server, request)
 
 
 def _upload(page, sel, path):
