@@ -191,6 +191,17 @@ def test_parameter_at_its_bound_gets_null_not_nan(synthetic):
     assert np.isfinite(r.stderr("D")) and not r.converged  # and the fit misses the data
 
 
+def test_fixed_background_without_one_in_the_file_is_the_tail_median_and_said(synthetic):
+    ds = synthetic[0]
+    pr = build_problem("trap_detrap", ds, free=("A", "D", "K1"), fixed=FIXED, init=INIT,
+                       background="fixed")
+    y = np.asarray(ds.y, float)
+    tail = np.median(y[:, -max(3, y.shape[1] // 20):], axis=1)
+    np.testing.assert_allclose(np.asarray(pr.args["data"]["bg"]), tail)
+    note = [n for n in pr.notes if n.startswith("background fixed")]
+    assert note and f"{tail[0]:.4g}" in note[0], pr.notes
+
+
 def test_bad_requests_raise_before_compiling(synthetic):
     ds = synthetic[0]
     with pytest.raises(ParameterError, match="no parameter 'X'"):

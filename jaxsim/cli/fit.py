@@ -133,7 +133,8 @@ def register(subparsers) -> None:
                    help="known noise of least-squares data, one standard deviation in the data's "
                    "unit (default: estimated from the residuals)")
     p.add_argument("--background", choices=("auto", "free", "fixed"), default="auto",
-                   help="constant background per decay: free (fitted), fixed (the file's, or 0), "
+                   help="constant background per decay: free (fitted), fixed (the file's; without "
+                   "one, the median of the last 5%% of bins for counts, 0 for normalised data), "
                    "or auto (free unless the file gives it; the default)")
     p.add_argument("--shift", choices=("auto", "free", "fixed"), default="auto",
                    help="time shift of each decay against the model: free (fitted within 10 "

@@ -810,6 +810,9 @@ def build_problem(model, ds: DecaySet, *, free: Sequence[str], fixed: Mapping | 
     else:
         bg_lo, bg_hi = -0.2 * np.abs(ymax), 0.5 * np.abs(ymax)
     bg0 = np.clip(bg0, bg_lo + 1e-3 * (bg_hi - bg_lo), bg_hi - 1e-3 * (bg_hi - bg_lo))
+    if not bg_free and ds.is_counts and not np.all(np.isfinite(known_bg)):
+        notes.append("background fixed at the median of each decay's last 5 % of bins: "
+                     + ", ".join(f"{v:.4g}" for v in bg0) + " counts per bin")
     amp0 = np.maximum(ymax - np.where(np.isfinite(bg0), bg0, 0), 1e-12)
     lo_p, hi_p, x0_p = [np.log10(amp0) - 3], [np.log10(amp0) + 3], [np.log10(amp0)]
     if bg_free:
