@@ -436,6 +436,11 @@ def test_style_helpers():
     assert style.display_unit("diffusion_length", "cm") == ("µm", 1e4)
     assert style.display_unit("tau_avg_n", "s") == ("ns", 1e9)
     assert style.log_ticks(5, 700) == [5, 10, 20, 50, 100, 200, 500]
+    # a short span gets 1.5x ticks: every label must still name its own value
+    for lo, hi in ((1e5, 4e5), (1.2e-6, 4.5e-6), (2e15, 9e15)):
+        ticks = style.log_ticks(lo, hi)
+        labels = [style._tick_text(v) for v in ticks]
+        assert len(set(labels)) == len(labels), (ticks, labels)
     assert len(style.log_ticks(0.1, 3.5)) >= 4
     assert style.wants_log([0.1, 3.5], "µm") and not style.wants_log([0.1, 3.5], "1")
     assert not style.wants_log([0.0, 3.5], "µm")

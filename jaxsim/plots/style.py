@@ -176,7 +176,8 @@ def wants_log(values, unit: str = "", *, threshold: float | None = None) -> bool
 def _tick_text(v: float) -> str:
     if 1e-3 <= abs(v) < 1e4:
         return f"{v:g}"
-    return sci(v, 1)
+    m = abs(v) / 10.0 ** math.floor(math.log10(abs(v)))
+    return sci(v, 1 if abs(m - round(m)) < 1e-6 else 2)  # 1.5e5 is not "2x10^5"
 
 
 def log_ticks(vmin: float, vmax: float, min_ticks: int = 4) -> list[float]:
