@@ -330,17 +330,18 @@ def _broadcast_data(data, B):
 
 _PROGRAMS: dict = {}
 
-#: XLA:CPU options for the fit's programs: with the classic fusion emitters the fit's program
-#: compiles in ~0.6x the time and runs as fast (docs/performance.md, "Fit start-up")
-CPU_COMPILE_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
+#: XLA:CPU options for a program run a few dozen times (one fit): with the classic fusion
+#: emitters the PEARS fit's program compiles in ~0.65x the time and runs ~1.2x slower per
+#: call, a gain below ~150 calls (docs/fitting.md, "Speed")
+CPU_FAST_COMPILE = {"xla_cpu_use_fusion_emitters": False}
 
 
-def compile_lowered(lowered):
-    """``lowered.compile()``, with :data:`CPU_COMPILE_OPTIONS` on a CPU (a jaxlib that no
-    longer knows an option compiles with its defaults)."""
-    if jax.default_backend() == "cpu":
+def compile_lowered(lowered, fast_compile: bool = False):
+    """``lowered.compile()``; ``fast_compile``: with :data:`CPU_FAST_COMPILE` on a CPU (a
+    jaxlib that no longer knows an option compiles with its defaults)."""
+    if fast_compile and jax.default_backend() == "cpu":
         try:
-            return lowered.compile(compiler_options=CPU_COMPILE_OPTIONS)
+            return lowered.compile(compiler_options=CPU_FAST_COMPILE)
         except Exception as err:  # jaxlib raises its own error type
             if "compile option" not in str(err):
                 raise
@@ -348,13 +349,14 @@ def compile_lowered(lowered):
 
 
 def _program(kind: str, s: Structure, batch: int, example_args, progress=None,
-             while_compiling=None):
+             while_compiling=None, fast_compile: bool = False):
     """The compiled program ``kind`` for structure ``s`` and batch size ``batch`` (AOT:
     traced and compiled once per process, loaded from the persistent cache when there).
+    ``fast_compile``: for a program called a few dozen times (:func:`compile_lowered`).
 
     ``while_compiling()`` is called just before XLA compiles (never when the program is
     already at hand): XLA holds no Python lock, so a thread started there runs beside it."""
-    key = (kind, s, batch)
+    key = (kind, s, batch, fast_compile)
     if key in _PROGRAMS:
         return _PROGRAMS[key]
     if kind == "jac":  # one data set, shared by the B starts
@@ -377,7 +379,7 @@ def _program(kind: str, s: Structure, batch: int, example_args, progress=None,
     t1 = time.perf_counter()
     if while_compiling is not None:
         while_compiling()
-    compiled = compile_lowered(lowered)
+    compiled = compile_lowered(lowered, fast_compile)
     t2 = time.perf_counter()
     hit = _CACHE_STATE["hits"] > hits0
     info = {"trace_s": t1 - t0, "compile_s": t2 - t1, "cache_hit": hit,
@@ -403,13 +405,13 @@ class _Evaluator:
     (up to 64 x) when every point of a call hits it."""
 
     def __init__(self, s: Structure, args, batch: int, progress=None, kind="jac",
-                 while_compiling=None):
+                 while_compiling=None, fast_compile: bool = False):
         self.s, self.batch, self.kind = s, int(batch), kind
         self.cap0 = int(s.config.max_steps)
         self.cap = self.cap0
         self.args = dict(args, max_steps=jnp.asarray(self.cap, jnp.int32))
         self.prog, self.info = _program(kind, s, self.batch, self.args, progress,
-                                        while_compiling)
+                                        while_compiling, fast_compile)
         self.calls = 0
         self.time = 0.0
 
@@ -1308,7 +1310,9 @@ def fit(model, ds: DecaySet, *, free: Sequence[str], fixed: Mapping | None = Non
     if n_starts > 1:
         X[1:, :p] = a + (b - a) * _latin(rng, n_starts - 1, p)
     t_build = time.perf_counter()
-    ev = _Evaluator(s, args, n_starts, progress, while_compiling=while_compiling)
+    # a fit calls its program a few dozen times: a quicker compile beats a quicker call
+    ev = _Evaluator(s, args, n_starts, progress, while_compiling=while_compiling,
+                    fast_compile=True)
     t_comp = time.perf_counter()
     n_data = _n_data(s, args)
     scale = _scale_fn(s, n_data, sigma)
@@ -1514,7 +1518,7 @@ def profile_likelihood(result: FitResult, name: str, values=None, *, n_points: i
     grid_x = np.clip(grid_x, lo[i], hi[i])
     X = np.tile(result.x, (grid_x.size, 1))
     X[:, i] = grid_x
-    ev = _Evaluator(s, pr.args, result.n_starts)
+    ev = _Evaluator(s, pr.args, result.n_starts, fast_compile=True)  # the fit's own program
     scale_v = (1.0 if s.loss == "poisson" else result.sigma**2 if result.sigma
                else 2 * result.loss / max(result.n_data - result.n_free, 1))
     frozen = np.zeros(s.n_x, bool)
