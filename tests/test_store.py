@@ -112,6 +112,21 @@ def test_partial_store_and_resume_state(tmp_path, spec):
     _check_gridded(xr.open_zarr(tmp_path / "s.zarr"), spec)
 
 
+def test_unfinished_store_of_an_older_version_is_refused_with_what_it_lacks(tmp_path, spec):
+    """A store begun before a variable existed (here: its window flag) has no values for it in
+    its finished chunks: resuming is refused, naming the variable, instead of leaving holes."""
+    import zarr
+
+    st = create_store(tmp_path / "s.zarr", spec, None)
+    _fill(st, [0])
+    g = zarr.open_group(str(tmp_path / "s.zarr"), mode="a")
+    del g["raw"]["window_tail_pl"]
+    store_mod._consolidate(tmp_path / "s.zarr")
+    with pytest.raises(StoreError, match=r"did not compute window_tail_pl.*overwrite"):
+        open_store(tmp_path / "s.zarr", spec)
+    assert open_store(tmp_path / "s.zarr").spec == spec  # reading it is still allowed
+
+
 def test_other_spec_refused(tmp_path, spec):
     create_store(tmp_path / "s.zarr", spec, None)
     other = spec.replace(rtol=1e-8)

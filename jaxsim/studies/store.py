@@ -263,6 +263,16 @@ def open_store(path, spec: SweepSpec | None = None) -> Store:
             f"store {str(path)!r} was made from a different sweep spec (differs in: {diff}); "
             "pass --overwrite (overwrite=True) to delete it and start again, or choose "
             "another --out")
+    if spec is not None and not attrs.get("complete"):
+        # a store begun by an older jaxsim lacks the variables added since; its finished
+        # chunks have no values for them, so resuming would leave holes in them
+        missing = sorted(set(_var_layout(stored)) - set(g["raw"].array_keys()))
+        if missing:
+            raise StoreError(
+                f"store {str(path)!r} was begun by jaxsim {attrs.get('jaxsim_version', '?')}, "
+                f"which did not compute {', '.join(missing)}: its finished chunks cannot be "
+                "resumed without them; pass --overwrite (overwrite=True) to start again, or "
+                "choose another --out")
     return Store(path, stored, g)
 
 
