@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +27,6 @@ from jaxsim.studies.posterior import (
     sample_posterior,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 N0 = 1e17
 T = np.linspace(0.0, 300e-9, 60)
 TRUE = {"A": 1e7, "B": 1e-10}
@@ -209,10 +207,11 @@ def test_cli_prior_needs_posterior(tmp_path):
 def test_pears_btd_posterior_agrees_with_the_fit():
     """The issue's target problem: 4 x 1000 draws; medians within 1 sigma of the fit."""
     from jaxsim import io
+    from jaxsim.bench.fit import find_pears_data
 
-    path = SHARED / "pears" / "BTD_TRPL_processed.txt"
-    if not path.exists():
-        pytest.skip(f"{path} is missing")
+    path = find_pears_data()  # $JAXSIM_PEARS_DATA from a worktree
+    if path is None:
+        pytest.skip("PEARS data not found (set JAXSIM_PEARS_DATA)")
     ds = io.read_decays(path, [55e12, 164e12, 511e12, 1720e12, 4750e12], time_unit="ns")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)

@@ -19,7 +19,9 @@ overridden per parameter (``priors``).
 C^T` the covariance carried to :math:`z`: the chains start at :math:`u \sim N(0, I)` (the
 optimum plus its covariance) and the identity is the initial inverse mass matrix; Stan's
 window adaptation (step size by dual averaging, then the mass matrix in doubling windows)
-still runs, per chain.
+still runs, shared by the chains: one step size tuned on their mean acceptance and one mass
+matrix from all their draws, so that the batch's trees are alike (a batched trajectory runs
+as long as its longest chain's) and each window pools four times the draws.
 
 **Gradient.** The loss and its gradient :math:`g = J^T w` come in one call from the fit's
 compiled program (forward-mode sensitivities through the solver, the Jacobian :math:`J` of
