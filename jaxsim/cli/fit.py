@@ -165,9 +165,10 @@ def register(subparsers) -> None:
                    help="posterior draws kept per chain (default 1000)")
     p.add_argument("--chains", type=int, default=4, metavar="C",
                    help="posterior chains, run together in one batch (default 4)")
-    p.add_argument("--warmup", type=int, default=300, metavar="N",
-                   help="adaptation iterations per chain before the draws (default 300; the "
-                   "chains start whitened by the fit's covariance)")
+    p.add_argument("--warmup", type=int, default=150, metavar="N",
+                   help="adaptation iterations before the draws (default 150; the chains start "
+                   "whitened by the fit's covariance and adapt one step size and mass matrix "
+                   "together)")
     p.add_argument("--posterior-seed", type=int, default=0, metavar="S",
                    help="random seed of the posterior sampler (default 0)")
     p.add_argument("--prior", action="append", default=[], metavar="NAME=LO:HI",

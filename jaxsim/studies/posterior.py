@@ -19,7 +19,9 @@ overridden per parameter (``priors``).
 C^T` the covariance carried to :math:`z`: the chains start at :math:`u \sim N(0, I)` (the
 optimum plus its covariance) and the identity is the initial inverse mass matrix; Stan's
 window adaptation (step size by dual averaging, then the mass matrix in doubling windows)
-still runs, per chain.
+still runs, shared by the chains: one step size tuned on their mean acceptance and one mass
+matrix from all their draws, so that the batch's trees are alike (a batched trajectory runs
+as long as its longest chain's) and each window pools four times the draws.
 
 **Gradient.** The loss and its gradient :math:`g = J^T w` come in one call from the fit's
 compiled program (forward-mode sensitivities through the solver, the Jacobian :math:`J` of
@@ -204,20 +206,29 @@ def _cholesky(c):
 # -- the sampler ----------------------------------------------------------------------------------
 
 def _adaptation(dense: bool, target_accept: float):
-    """Stan's window adaptation for one chain (blackjax's parts): ``init(u, step)``,
-    ``update(state, stage, is_window_end, u, acceptance)`` and ``final(state)``."""
+    """Stan's window adaptation shared by all chains (blackjax's parts): one step size, dual
+    averaging on the chains' mean acceptance, and one mass matrix from all chains' draws in
+    each slow window. ``init(n, step)``, ``update(state, stage, is_window_end, U,
+    acceptance)`` with ``U`` (chains, n) and ``acceptance`` (chains,), ``final(state)``.
+
+    Shared because the chains step as one batch: a batched leapfrog loop runs until every
+    chain's tree is done, so chains with different step sizes cost the longest tree each."""
     from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
     from blackjax.adaptation.step_size import dual_averaging_adaptation
 
     mm_init, mm_update, mm_final = mass_matrix_adaptation(not dense)
     da_init, da_update, da_final = dual_averaging_adaptation(target_accept)
 
-    def init(u, step):
-        return {"ss": da_init(step), "mm": mm_init(u.shape[-1]), "step": jnp.asarray(step, u.dtype)}
+    def init(n, step):
+        return {"ss": da_init(step), "mm": mm_init(n), "step": jnp.asarray(step, jnp.float64)}
 
-    def update(st, stage, is_end, u, acc):
-        ss = da_update(st["ss"], acc)
-        mm = jax.lax.cond(stage == 1, lambda m: mm_update(m, u), lambda m: m, st["mm"])
+    def update(st, stage, is_end, U, acc):
+        ss = da_update(st["ss"], jnp.mean(acc))
+
+        def pool(m):  # the window's estimate pools every chain's draws
+            return jax.lax.fori_loop(0, U.shape[0], lambda i, m: mm_update(m, U[i]), m)
+
+        mm = jax.lax.cond(stage == 1, pool, lambda m: m, st["mm"])
         st = {"ss": ss, "mm": mm, "step": jnp.exp(ss.log_step_size)}
 
         def window_end(st):  # the new mass matrix; the step size restarts from its average
@@ -292,7 +303,7 @@ class Posterior:
 
         params = {n: {k: (num(v) if not isinstance(v, str) else v) for k, v in d.items()}
                   for n, d in self.summary.items()}
-        return {"sampler": "NUTS (blackjax), window adaptation per chain",
+        return {"sampler": "NUTS (blackjax), window adaptation shared by the chains",
                 "chains": self.chains, "draws": self.draws, "warmup": self.warmup,
                 "divergences": int(self.divergences),
                 "rhat_max": num(max((d["rhat"] for d in self.summary.values()), default=None)),
@@ -360,8 +371,89 @@ class Posterior:
         self.inference_data().to_netcdf(str(path))
 
 
+def _strong(tree):
+    """Strong dtypes in a scan's carry: a weak-typed leaf (a Python float in) turns strong
+    after one chunk, and each change of type would compile the chunk again."""
+    return jax.tree.map(lambda v: jnp.asarray(v, dtype=jnp.result_type(v)), tree)
+
+
+def _transition(logp, max_tree_depth: int):
+    """One NUTS transition of every chain as one batch, with one step size and inverse mass
+    matrix: ``(keys, states, step, imm) -> (states, info)``."""
+    from blackjax.mcmc import nuts
+
+    kernel = nuts.build_kernel()
+
+    def step_all(keys, states, step, imm):
+        return jax.vmap(lambda k, st: kernel(k, st, logp, step, imm, max_tree_depth))(keys, states)
+
+    return step_all
+
+
+def _warmup(logp, U, warmup: int, key, *, dense_mass=False, target_accept=0.8,
+            max_tree_depth=10, step0=0.5, on_chunk=None):
+    """Window adaptation (:func:`_adaptation`) of chains started at ``U`` (chains, n) for
+    ``logp`` (one point): ``(states, step size, inverse mass matrix)``; ``on_chunk(iteration,
+    step size, divergent transitions in the chunk)`` after each compiled chunk."""
+    from blackjax.adaptation.window_adaptation import build_schedule
+    from blackjax.mcmc import hmc
+
+    chains, n = U.shape
+    states = jax.vmap(lambda u: hmc.init(u, logp))(jnp.asarray(U))
+    if not warmup:
+        return states, jnp.asarray(step0), (jnp.eye(n) if dense_mass else jnp.ones(n))
+    a_init, a_update, a_final = _adaptation(dense_mass, target_accept)
+    step_all = _transition(logp, max_tree_depth)
+
+    def warm_step(carry, xs):
+        states, ad = carry
+        keys, stage, is_end = xs
+        new, info = step_all(keys, states, ad["step"], ad["mm"].inverse_mass_matrix)
+        ad = a_update(ad, stage, is_end, new.position, info.acceptance_rate)
+        return (new, ad), info.is_divergent
+
+    run = jax.jit(lambda c, xs: jax.lax.scan(warm_step, _strong(c), xs))
+    sched = np.asarray(build_schedule(warmup), dtype=np.int32).reshape(-1, 2)
+    keys = jax.random.split(key, warmup * chains).reshape(warmup, chains, -1)
+    carry = (states, a_init(n, step0))
+    for i in range(0, warmup, CHUNK):
+        j = min(i + CHUNK, warmup)
+        carry, dv = run(carry, (keys[i:j], jnp.asarray(sched[i:j, 0]),
+                                jnp.asarray(sched[i:j, 1].astype(bool))))
+        if on_chunk is not None:
+            on_chunk(j, float(carry[1]["step"]), int(np.sum(dv)))
+    step, imm = a_final(carry[1])
+    return carry[0], step, imm
+
+
+def _sample(logp, states, step, imm, draws: int, key, *, max_tree_depth=10, on_chunk=None):
+    """``draws`` NUTS transitions of every chain: per-draw ``position`` (chains, draws, n),
+    ``lp``, ``diverging``, ``acceptance_rate``, ``n_steps``, ``energy``, ``tree_depth``
+    (chains, draws); ``on_chunk(iteration, the chunk's outputs)`` after each compiled chunk."""
+    step_all = _transition(logp, max_tree_depth)
+    chains = jax.tree.leaves(states)[0].shape[0]
+
+    def sample_step(states, k):
+        new, info = step_all(k, states, step, imm)
+        return new, {"position": new.position, "lp": new.logdensity,
+                     "diverging": info.is_divergent, "acceptance_rate": info.acceptance_rate,
+                     "n_steps": info.num_integration_steps, "energy": info.energy,
+                     "tree_depth": info.num_trajectory_expansions}
+
+    run = jax.jit(lambda c, ks: jax.lax.scan(sample_step, _strong(c), ks))
+    keys = jax.random.split(key, draws * chains).reshape(draws, chains, -1)
+    outs = []
+    for i in range(0, draws, CHUNK):
+        j = min(i + CHUNK, draws)
+        states, o = run(states, keys[i:j])
+        outs.append({k: np.asarray(v) for k, v in o.items()})
+        if on_chunk is not None:
+            on_chunk(j, outs[-1])
+    return {k: np.swapaxes(np.concatenate([o[k] for o in outs]), 0, 1) for k in outs[0]}
+
+
 def sample_posterior(result: FitResult, *, chains: int = 4, draws: int = 1000,
-                     warmup: int = 300, seed: int = 0, priors: Mapping | None = None,
+                     warmup: int = 150, seed: int = 0, priors: Mapping | None = None,
                      dense_mass: bool = False, target_accept: float = 0.8,
                      max_tree_depth: int = 10, band_draws: int = 200, ppc_draws: int = 25,
                      progress: Callable[[str], None] | None = None) -> Posterior:
@@ -369,7 +461,8 @@ def sample_posterior(result: FitResult, *, chains: int = 4, draws: int = 1000,
 
     Args:
         chains, draws, warmup: chains run together (one batch), kept draws per chain,
-            adaptation iterations per chain (not kept).
+            adaptation iterations (not kept; the chains adapt one step size and one mass
+            matrix together, :func:`_adaptation`).
         seed: random seed (starting points and the sampler).
         priors: ``{name: (lower, upper)}`` in the parameter's unit: the prior's range for a
             free physical parameter (log-uniform for log parameters), instead of the fit's
@@ -382,8 +475,6 @@ def sample_posterior(result: FitResult, *, chains: int = 4, draws: int = 1000,
         progress: called with a line of text per chunk of iterations.
     """
     _need_libraries()
-    from blackjax.mcmc import hmc, nuts
-
     for what, v, least in (("chains", chains, 1), ("draws", draws, 1), ("warmup", warmup, 0),
                            ("max_tree_depth", max_tree_depth, 1)):
         if int(v) != v or v < least:
@@ -396,8 +487,6 @@ def sample_posterior(result: FitResult, *, chains: int = 4, draws: int = 1000,
     tg = Target(result, priors, batch=chains)
     n = tg.n
     logp = tg.logdensity
-    kernel = nuts.build_kernel()
-    a_init, a_update, a_final = _adaptation(dense_mass, target_accept)
     key = jax.random.PRNGKey(seed)
 
     # starts: the optimum plus its covariance; a start whose solve fails is drawn again closer
@@ -409,96 +498,36 @@ def sample_posterior(result: FitResult, *, chains: int = 4, draws: int = 1000,
         if not bad.any():
             break
         U[bad] *= shrink
-    states = jax.vmap(lambda u: hmc.init(u, logp))(jnp.asarray(U))
-    step0 = 0.5
-    astate = jax.vmap(lambda u: a_init(u, step0))(jnp.asarray(U))
-
-    def warm_step(carry, xs):
-        states, astate = carry
-        keys, stage, is_end = xs
-
-        def one(k, st, ad):
-            imm = ad["mm"].inverse_mass_matrix
-            new, info = kernel(k, st, logp, ad["step"], imm, max_tree_depth)
-            ad = a_update(ad, stage, is_end, new.position, info.acceptance_rate)
-            return new, ad, info
-
-        new, astate, info = jax.vmap(one)(keys, states, astate)
-        return (new, astate), (info.is_divergent, info.num_integration_steps)
-
-    def sample_step(carry, xs):
-        states, step, imm = carry
-
-        def one(k, st, e, m):
-            return kernel(k, st, logp, e, m, max_tree_depth)
-
-        new, info = jax.vmap(one)(xs, states, step, imm)
-        out = {"position": new.position, "lp": new.logdensity,
-               "diverging": info.is_divergent, "acceptance_rate": info.acceptance_rate,
-               "n_steps": info.num_integration_steps, "energy": info.energy,
-               "tree_depth": info.num_trajectory_expansions}
-        return (new, step, imm), out
-
-    # strong dtypes in the carry: a weak-typed leaf (a Python float in) turns strong after one
-    # chunk, and each change of type would compile the chunk again
-    def strong(tree):
-        return jax.tree.map(lambda v: jnp.asarray(v, dtype=jnp.result_type(v)), tree)
-
-    warm_jit = jax.jit(lambda c, xs: jax.lax.scan(warm_step, c, xs))
-    sample_jit = jax.jit(lambda c, xs: jax.lax.scan(sample_step, c, xs))
-
-    def warm_chunk(c, xs):
-        return warm_jit(strong(c), xs)
-
-    def sample_chunk(c, xs):
-        return sample_jit(strong(c), xs)
-
-    from blackjax.adaptation.window_adaptation import build_schedule
-
-    sched = np.asarray(build_schedule(warmup), dtype=np.int32).reshape(-1, 2) if warmup else \
-        np.zeros((0, 2), np.int32)
     key, kw, ks = jax.random.split(key, 3)
-    wkeys = jax.random.split(kw, max(warmup, 1) * chains).reshape(max(warmup, 1), chains, -1)
     say(f"posterior: NUTS, {chains} chain(s) x {draws} draws after {warmup} warmup iterations, "
         f"{n} unknowns, noise variance {tg.scale:.4g} ({result.loss_kind})")
     t0 = time.perf_counter()
-    div_w = 0
-    carry = (states, astate)
-    for i in range(0, warmup, CHUNK):
-        j = min(i + CHUNK, warmup)
-        carry, (dv, _) = warm_chunk(carry, (wkeys[i:j], jnp.asarray(sched[i:j, 0]),
-                                             jnp.asarray(sched[i:j, 1].astype(bool))))
-        div_w += int(np.sum(dv))
-        say(f"warmup {j}/{warmup}: {tg.evaluations} model evaluations, step size "
-            f"{_fmt(np.asarray(carry[1]['step']))}, {int(np.sum(dv))} divergent in this chunk, "
-            f"{time.perf_counter() - t0:.1f} s")
-    states, astate = carry
-    if warmup:
-        step, imm = jax.vmap(a_final)(astate)
-    else:
-        step = jnp.full((chains,), step0)
-        imm = jnp.ones((chains, n)) if not dense_mass else jnp.tile(jnp.eye(n), (chains, 1, 1))
+
+    def warm_line(j, step, dv):
+        say(f"warmup {j}/{warmup}: {tg.evaluations} model evaluations, step size {step:.3g}, "
+            f"{dv} divergent in this chunk, {time.perf_counter() - t0:.1f} s")
+
+    states, step, imm = _warmup(logp, U, warmup, kw, dense_mass=dense_mass,
+                                target_accept=target_accept, max_tree_depth=max_tree_depth,
+                                on_chunk=warm_line)
     t_warm = time.perf_counter() - t0
     ev_warm = tg.evaluations
-    skeys = jax.random.split(ks, draws * chains).reshape(draws, chains, -1)
-    carry = (states, step, imm)
-    outs = []
-    ndiv = 0
     t1 = time.perf_counter()
-    for i in range(0, draws, CHUNK):
-        j = min(i + CHUNK, draws)
-        carry, o = sample_chunk(carry, skeys[i:j])
-        o = {k: np.asarray(v) for k, v in o.items()}
-        outs.append(o)
+    ndiv = 0
+
+    def sample_line(j, o):
+        nonlocal ndiv
         ndiv += int(o["diverging"].sum())
         say(f"sampling {j}/{draws}: {ndiv} divergent, mean acceptance "
             f"{np.mean(o['acceptance_rate']):.2f}, {np.mean(o['n_steps']):.1f} leapfrog steps "
             f"per draw, {time.perf_counter() - t1:.1f} s")
+
+    cat = _sample(logp, states, step, imm, draws, ks, max_tree_depth=max_tree_depth,
+                  on_chunk=sample_line)
     t_samp = time.perf_counter() - t1
-    cat = {k: np.swapaxes(np.concatenate([o[k] for o in outs]), 0, 1) for k in outs[0]}
     U = cat.pop("position")  # (C, D, n)
     X = tg.to_x(U)
-    step = np.asarray(step)
+    step = np.full(chains, float(step))  # one per chain in the outputs (all alike)
     post = _summarise(result, tg, X, cat, step, chains, draws, warmup, ndiv, priors)
     post.seconds = {"setup_s": t0 - t_start, "warmup_s": t_warm, "sampling_s": t_samp}
     post.evaluations = tg.evaluations
@@ -514,10 +543,6 @@ def sample_posterior(result: FitResult, *, chains: int = 4, draws: int = 1000,
     for msg in post.warnings:
         warnings.warn(msg, FitWarning, stacklevel=2)
     return post
-
-
-def _fmt(v):
-    return ", ".join(f"{x:.3g}" for x in np.ravel(v))
 
 
 def _summarise(result, tg: Target, X, stats, step, chains, draws, warmup, ndiv, priors):
