@@ -154,6 +154,10 @@ def test_disagreeing_chains_and_divergences_warn(small_fit):
     ok = _summarise(small_fit, tg, small_fit.x + 0.01 * rng.standard_normal((4, 200, 3)),
                     stats, np.ones(4), 4, 200, 10, 0, None)
     assert ok.warnings == []
+    stuck = dict(stats, acceptance_rate=np.full((4, 200), 0.3))  # a too short warmup's step
+    low = _summarise(small_fit, tg, small_fit.x + 0.01 * rng.standard_normal((4, 200, 3)),
+                     stuck, np.ones(4), 4, 200, 10, 0, None)
+    assert any("mean acceptance 0.30 against the target 0.8" in m for m in low.warnings)
 
 
 def test_cli_writes_posterior_files(tmp_path, capsys):

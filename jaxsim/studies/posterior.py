@@ -55,6 +55,9 @@ from jaxsim.studies.fit import FitResult, FitWarning, _Evaluator, _scale_fn
 #: R-hat above this says the chains have not mixed
 RHAT_MAX = 1.01
 
+#: a mean sampling acceptance this far below the target means the step size was not adapted
+ACCEPTANCE_SHORTFALL = 0.2
+
 
 #: iterations per compiled chunk of the sampler (a progress line after each)
 CHUNK = 25
@@ -528,7 +531,8 @@ def sample_posterior(result: FitResult, *, chains: int = 4, draws: int = 1000,
     U = cat.pop("position")  # (C, D, n)
     X = tg.to_x(U)
     step = np.full(chains, float(step))  # one per chain in the outputs (all alike)
-    post = _summarise(result, tg, X, cat, step, chains, draws, warmup, ndiv, priors)
+    post = _summarise(result, tg, X, cat, step, chains, draws, warmup, ndiv, priors,
+                      target_accept)
     post.seconds = {"setup_s": t0 - t_start, "warmup_s": t_warm, "sampling_s": t_samp}
     post.evaluations = tg.evaluations
     tb = time.perf_counter()
@@ -545,7 +549,8 @@ def sample_posterior(result: FitResult, *, chains: int = 4, draws: int = 1000,
     return post
 
 
-def _summarise(result, tg: Target, X, stats, step, chains, draws, warmup, ndiv, priors):
+def _summarise(result, tg: Target, X, stats, step, chains, draws, warmup, ndiv, priors,
+               target_accept: float = 0.8):
     import xarray as xr
 
     az = _import_arviz()
@@ -588,6 +593,12 @@ def _summarise(result, tg: Target, X, stats, step, chains, draws, warmup, ndiv, 
         msgs.append(f"posterior: {ndiv} of {chains * draws} transitions diverged: the sampler "
                     "missed part of the posterior (strong curvature or a failed solve); "
                     "treat the intervals with care, or raise the warmup")
+    acc = stats.get("acceptance_rate")
+    if acc is not None and np.mean(acc) < target_accept - ACCEPTANCE_SHORTFALL:
+        # a step size adapted too briefly (a short warmup) is too large: few moves accepted
+        msgs.append(f"posterior: mean acceptance {np.mean(acc):.2f} against the target "
+                    f"{target_accept:g} after {warmup} warmup iterations: the step size is "
+                    "not adapted and the chains barely move; raise the warmup")
     bad = [lab for lab, d in summary.items() if not d["rhat"] <= RHAT_MAX]
     if bad:
         worst = max(summary[lab]["rhat"] for lab in bad)
