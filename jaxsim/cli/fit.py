@@ -388,7 +388,7 @@ def run(args) -> int:
                      sigma=args.sigma, background=args.background, shift=args.shift,
                      n_starts=args.starts, seed=args.seed, progress=say,
                      cache=False if args.no_cache else None, rep_rate=rep_rate,
-                     while_compiling=start_loader)
+                     quick_compile=True, while_compiling=start_loader)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     post = None

@@ -330,9 +330,9 @@ def _broadcast_data(data, B):
 
 _PROGRAMS: dict = {}
 
-#: XLA:CPU options for a program run a few dozen times (one fit): with the classic fusion
-#: emitters the PEARS fit's program compiles in ~0.65x the time and runs ~1.2x slower per
-#: call, a gain below ~150 calls (docs/fitting.md, "Speed")
+#: XLA:CPU options for a program run a few dozen times (one fit in a fresh process): with the
+#: classic fusion emitters the PEARS fit's program compiles in ~0.65x the time and runs ~1.2x
+#: slower per call, a gain below ~150 calls (docs/fitting.md, "Speed")
 CPU_FAST_COMPILE = {"xla_cpu_use_fusion_emitters": False}
 
 
@@ -1069,6 +1069,8 @@ class FitResult:
     iterations: int = 0
     timings: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    #: the fit's program was compiled with ``quick_compile`` (its profile reuses it)
+    quick_compile: bool = False
 
     def value(self, name):
         return self.params[name]["value"]
@@ -1253,7 +1255,7 @@ def fit(model, ds: DecaySet, *, free: Sequence[str], fixed: Mapping | None = Non
         config: SolverConfig | None = None, shift_range_bins: float = 10.0,
         hessian: str = "gn", spread: float = 1.0, max_iter: int = 100,
         progress: Callable[[str], None] | None = None, cache: bool | None = None,
-        rep_rate: float | None = None,
+        rep_rate: float | None = None, quick_compile: bool = False,
         while_compiling: Callable[[], None] | None = None) -> FitResult:
     """Fit ``model`` to the decays of ``ds`` (a global fit sharing the physical parameters).
 
@@ -1278,6 +1280,9 @@ def fit(model, ds: DecaySet, *, free: Sequence[str], fixed: Mapping | None = Non
         rep_rate: repetition rate of the pulse train in Hz: each decay is the periodic steady
             state (carriers left from earlier pulses included); None: a single pulse from the
             dark.
+        quick_compile: compile the fit's program for a process that fits once (the command
+            line): on a CPU in ~0.65x the time, each call then ~1.2x slower
+            (:data:`CPU_FAST_COMPILE`); a process that fits again and again keeps the default.
         while_compiling: called once just before XLA compiles the fit's program (not when
             it is already compiled in this process); a thread it starts runs beside the
             compiler, which holds no Python lock (the command line loads its figure there).
@@ -1310,9 +1315,8 @@ def fit(model, ds: DecaySet, *, free: Sequence[str], fixed: Mapping | None = Non
     if n_starts > 1:
         X[1:, :p] = a + (b - a) * _latin(rng, n_starts - 1, p)
     t_build = time.perf_counter()
-    # a fit calls its program a few dozen times: a quicker compile beats a quicker call
     ev = _Evaluator(s, args, n_starts, progress, while_compiling=while_compiling,
-                    fast_compile=True)
+                    fast_compile=quick_compile)
     t_comp = time.perf_counter()
     n_data = _n_data(s, args)
     scale = _scale_fn(s, n_data, sigma)
@@ -1333,6 +1337,7 @@ def fit(model, ds: DecaySet, *, free: Sequence[str], fixed: Mapping | None = Non
     t_opt = time.perf_counter()
     timings = {"build_s": t_build - t_start, "trace_s": ev.info["trace_s"],
                "compile_s": ev.info["compile_s"], "cache_hit": ev.info["cache_hit"],
+               "quick_compile": bool(quick_compile),
                "optimise_s": t_opt - t_comp, "evaluations": ev.calls}
     out = _finish(pr, res, sigma, ev, hessian, timings, say)
     out.timings["total_s"] = time.perf_counter() - t_start
@@ -1456,7 +1461,8 @@ def _finish(pr: Problem, res: _LMResult, sigma, ev: _Evaluator, hessian: str, ti
         start_losses=[float(v) for v in Lr], correlation=corr, x=x, cov=cov,
         x_names=pr.names, warnings=msgs, mu=mu, status=status, problem=pr,
         optimizer_converged=opt_conv, gof=gof, covariance_source=src, n_at_best=n_at_best,
-        iterations=res.iterations, timings=timings, notes=list(pr.notes))
+        iterations=res.iterations, timings=timings, notes=list(pr.notes),
+        quick_compile=bool(timings.get("quick_compile")))
 
 
 def _identifiability(pr, x, sd, corr, at_bound, evals, evecs) -> list[str]:
@@ -1518,7 +1524,8 @@ def profile_likelihood(result: FitResult, name: str, values=None, *, n_points: i
     grid_x = np.clip(grid_x, lo[i], hi[i])
     X = np.tile(result.x, (grid_x.size, 1))
     X[:, i] = grid_x
-    ev = _Evaluator(s, pr.args, result.n_starts, fast_compile=True)  # the fit's own program
+    # the fit's own program (compiled already, or loaded from the cache)
+    ev = _Evaluator(s, pr.args, result.n_starts, fast_compile=result.quick_compile)
     scale_v = (1.0 if s.loss == "poisson" else result.sigma**2 if result.sigma
                else 2 * result.loss / max(result.n_data - result.n_free, 1))
     frozen = np.zeros(s.n_x, bool)
