@@ -395,9 +395,53 @@ def _program(kind: str, s: Structure, batch: int, example_args, progress=None,
     return _PROGRAMS[key]
 
 
+def cpu_workers(batch: int) -> int:
+    """How many parts a batch of ``batch`` points is split into, each evaluated on its own
+    core: XLA:CPU runs one call of the fit's program on one core, so on a CPU the parts run
+    side by side in threads (XLA holds no Python lock); one part on other devices."""
+    if jax.default_backend() != "cpu":
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(int(batch), cores))
+
+
+def _side_by_side(fn, items, workers: int) -> list:
+    """``[fn(item) for item in items]`` in ``workers`` threads (this one included; item k in
+    thread k mod workers). Daemon threads that end with the call: nothing is left for the
+    interpreter's exit to wait on."""
+    import threading
+
+    out: list = [None] * len(items)
+    errors: list = []
+
+    def work(first):
+        try:
+            for k in range(first, len(items), workers):
+                out[k] = fn(items[k])
+        except BaseException as err:  # noqa: BLE001 - raised again in the calling thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(w,), daemon=True)
+               for w in range(1, min(workers, len(items)))]
+    for t in threads:
+        t.start()
+    work(0)
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return out
+
+
 class _Evaluator:
     """Loss, gradient, Gauss-Newton matrix at a batch of points (padded to a fixed batch, so
     one compile serves every call); failed solves give L = inf.
+
+    On a CPU the batch is split in :func:`cpu_workers` parts, one program call per part, run
+    in threads side by side (the program is compiled for the part's size).
 
     The solver's step limit is a run-time argument that adapts: twice the steps that the best
     point of the last call needed (never below ``config.max_steps``, the default that makes a
@@ -406,7 +450,8 @@ class _Evaluator:
 
     def __init__(self, s: Structure, args, batch: int, progress=None, kind="jac",
                  while_compiling=None, fast_compile: bool = False):
-        self.s, self.batch, self.kind = s, int(batch), kind
+        self.workers = cpu_workers(batch)
+        self.s, self.batch, self.kind = s, -(-int(batch) // self.workers), kind
         self.cap0 = int(s.config.max_steps)
         self.cap = self.cap0
         self.args = dict(args, max_steps=jnp.asarray(self.cap, jnp.int32))
@@ -415,18 +460,20 @@ class _Evaluator:
         self.calls = 0
         self.time = 0.0
 
+    def _part(self, chunk, args):
+        pad = self.batch - chunk.shape[0]
+        if pad:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+        return [np.asarray(r)[: self.batch - pad] for r in self.prog(jnp.asarray(chunk), args)]
+
     def _run(self, X):
-        n = X.shape[0]
-        outs = []
         args = dict(self.args, max_steps=jnp.asarray(self.cap, jnp.int32))
-        for i in range(0, n, self.batch):
-            chunk = X[i:i + self.batch]
-            pad = self.batch - chunk.shape[0]
-            if pad:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-            res = self.prog(jnp.asarray(chunk), args)
-            self.calls += 1
-            outs.append([np.asarray(r)[: self.batch - pad] for r in res])
+        chunks = [X[i:i + self.batch] for i in range(0, X.shape[0], self.batch)]
+        if len(chunks) > 1 and self.workers > 1:
+            outs = _side_by_side(lambda c: self._part(c, args), chunks, self.workers)
+        else:
+            outs = [self._part(c, args) for c in chunks]
+        self.calls += 1
         return [np.concatenate([o[j] for o in outs]) for j in range(len(outs[0]))]
 
     def __call__(self, X):
