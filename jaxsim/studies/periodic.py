@@ -14,12 +14,14 @@ found, as :func:`jaxsim.numerics.pulses.periodic_state` finds it, by Newton's me
 :math:`r(z) = \Phi_T(z) + \Delta - z` from the first pulse from the dark, with
 :math:`\partial\Phi_T/\partial z` from the variational equations, the Newton matrix's null
 space (a conserved quantity) deflated by :func:`~jaxsim.numerics.pulses.deflated_solve`. Here
-the period is integrated by the fit's own batched integrator
-(:func:`jaxsim.studies.instrument.solve_nodes`, one lane per start x decay, the same error
-control as the decays), so it is one program with the fit.
+the period is integrated by the L-stable Rodas4 method (:func:`jaxsim.numerics.rosenbrock.flow`,
+one lane per start x decay, the same error control meaning as the decays, pure JAX), so it is
+one program with the fit: late in a period a fast mode (trapping into empty traps) is still in
+the Jacobian while the solution changes slowly, and an explicit method would be held to steps
+of a few times its time constant over the whole period.
 
 Derivatives by the implicit function theorem, not through the Newton iterations: the period's
-solve at the converged :math:`z^*` carries :math:`k` tangents along the state (giving
+solve at the converged :math:`z^*` carries (as derivatives of its discrete steps) :math:`k` tangents along the state (giving
 :math:`\Phi_z`) and one per fitted parameter (:math:`\Phi_\theta`), and
 
 .. math::
@@ -41,15 +43,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsim.numerics import rosenbrock
 from jaxsim.numerics.config import FAILED, SUCCESS, SolverConfig
 from jaxsim.numerics.pulses import default_tol, deflated_solve, pulse_increment
 from jaxsim.physics.model import Model
-from jaxsim.studies.instrument import solve_nodes
 
 #: Newton iterations at most before a lane's periodic state counts as not converged
 MAX_NEWTON = 40
 
-#: step limit of one period's solve (a period is many decay windows long)
+#: step limit of one period's solve (a period is many decay windows long; Rodas4 needs a few
+#: hundred steps where the solution changes, however stiff)
 PERIOD_MAX_STEPS = 100_000
 
 
@@ -107,10 +110,9 @@ def periodic_start(model: Model, c: dict, t_period: float, config: SolverConfig,
                            jnp.zeros((P, k, lanes), dtype)])
 
     def one_period(z):
-        out = solve_nodes(model, c, 2, float(t_period), config, dcs, window=1,
-                          max_steps=max_steps, y0=tuple(z[i] for i in range(k)), dy0=dy0,
-                          states=True)
-        return out[5][..., -1], out[3]  # (1 + k + P, k, lanes), status (lanes,)
+        out = rosenbrock.flow(model, c, z, float(t_period), config, dcs, dy0,
+                              max_steps=max_steps)
+        return jnp.concatenate([out.y[None], out.dy]), out.status  # (1 + k + P, k, lanes)
 
     big = jnp.asarray(jnp.inf, dtype)
 
