@@ -1377,7 +1377,8 @@ def fit(model, ds: DecaySet, *, free: Sequence[str], fixed: Mapping | None = Non
         again = ev(X)
         first = tuple(np.where(bad.reshape((-1,) + (1,) * (o.ndim - 1)), o2, o)
                       for o, o2 in zip(first, again))
-    say(f"optimising: Levenberg-Marquardt from {n_starts} start(s) in one batch "
+    parts = f", {ev.workers} parts on as many cores" if ev.workers > 1 else ""
+    say(f"optimising: Levenberg-Marquardt from {n_starts} start(s) in one batch{parts} "
         f"({int(np.sum(np.isfinite(first[0])))} with a solution)")
     res = levenberg_marquardt(ev, X, lo, hi, scale=scale, max_iter=max_iter, progress=say,
                               first=first)
