@@ -65,13 +65,21 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsim.numerics.config import STATUS_MESSAGES, SolverConfig
+from jaxsim.numerics.engine.workers import cpu_cores
 from jaxsim.physics.errors import ParameterError
 from jaxsim.physics.model import Model
 from jaxsim.physics.parameters import make_params, table_lookup
 from jaxsim.physics.registry import get_model
 from jaxsim.studies.decays import DecaySet
-from jaxsim.studies.instrument import (WINDOW, Layout, convolve_irf, make_layout, solve_nodes,
-                                       unit_curve, unit_times)
+from jaxsim.studies.instrument import (
+    WINDOW,
+    Layout,
+    convolve_irf,
+    make_layout,
+    solve_nodes,
+    unit_curve,
+    unit_times,
+)
 from jaxsim.studies.periodic import periodic_start
 
 LOSSES = ("poisson", "lsq", "loglsq")
@@ -399,13 +407,7 @@ def cpu_workers(batch: int) -> int:
     """How many parts a batch of ``batch`` points is split into, each evaluated on its own
     core: XLA:CPU runs one call of the fit's program on one core, so on a CPU the parts run
     side by side in threads (XLA holds no Python lock); one part on other devices."""
-    if jax.default_backend() != "cpu":
-        return 1
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(int(batch), cores))
+    return max(1, min(int(batch), cpu_cores()))
 
 
 def _side_by_side(fn, items, workers: int) -> list:

@@ -11,16 +11,21 @@ from concurrent.futures import ThreadPoolExecutor
 import jax
 
 
-def default_workers() -> int:
-    """Chunks solved at once: on a CPU one per core (at most 4; more threads than cores were
-    no faster), on an accelerator one."""
+def cpu_cores() -> int:
+    """Threads worth running side by side: the CPU cores this process may use on a CPU
+    backend (XLA:CPU runs one call of a small-kernel loop on one core), 1 on an accelerator."""
     if jax.default_backend() != "cpu":
         return 1
     try:
-        cores = len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 4))
+        return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    """Chunks solved at once: on a CPU one per core (at most 4; more threads than cores were
+    no faster), on an accelerator one."""
+    return min(cpu_cores(), 4)
 
 
 #: chunk functions that have run (so compiled) through :func:`map_chunks`
